@@ -1,0 +1,5 @@
+//! The backends. [`crate::Store::open`] picks one by URL scheme.
+
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
