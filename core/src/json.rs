@@ -40,6 +40,7 @@ impl Json {
     }
 
     /// Wrap text read back from a backend, which was validated when stored.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn from_stored(text: String) -> Json {
         Json(Arc::from(text))
     }
