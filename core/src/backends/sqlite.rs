@@ -43,7 +43,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Expected, SessionStore, check_cursor};
@@ -178,7 +178,8 @@ impl SqliteBackend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(busy_timeout)
-            .foreign_keys(false);
+            .foreign_keys(false)
+            .statement_cache_capacity(512);
         let mut conn = options.connect().await.map_err(|e| open_err(&path, e))?;
         migrate(&mut conn).await?;
         let read = SqlitePoolOptions::new()
@@ -355,71 +356,319 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
         .map_err(map_err)
 }
 
+/// Run a batch of writes in one transaction and answer every caller. If
+/// SQLite fails part-way, roll back and run each write in a transaction of
+/// its own, so one failure cannot fail its neighbours.
 async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, limits: &Limits) {
     if batch.is_empty() {
         return;
     }
     let now = now_ms();
-    if batch.len() > 1 {
-        if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
-            for job in batch.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(Error::new(e.kind(), e.message().to_string())));
-            }
-            return;
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        let mut aborted = false;
-        for job in batch.iter() {
-            match apply(conn, &job.op, now, limits).await {
-                Ok(reply) => results.push(Ok(reply)),
-                Err(Fail::Refused(e)) => results.push(Err(e)),
-                Err(Fail::Abort(_)) => {
-                    aborted = true;
-                    break;
-                }
-            }
-        }
-        if !aborted && exec(conn, "COMMIT").await.is_ok() {
+    let jobs: Vec<&Job> = batch.iter().collect();
+    match run_jobs(conn, &jobs, now, limits).await {
+        Ok(results) => {
             for (job, result) in batch.drain(..).zip(results) {
                 let _ = job.reply.send(result);
             }
-            return;
         }
-        let _ = exec(conn, "ROLLBACK").await;
-    }
-    // One job, or a batch that failed: each job in a transaction of its own.
-    for job in batch.drain(..) {
-        let result = run_alone(conn, &job.op, now, limits).await;
-        let _ = job.reply.send(result);
+        Err(e) => {
+            let _ = exec(conn, "ROLLBACK").await;
+            if batch.len() == 1 {
+                if let Some(job) = batch.pop() {
+                    let _ = job.reply.send(Err(e));
+                }
+                return;
+            }
+            for job in batch.drain(..) {
+                let result = match run_jobs(conn, &[&job], now, limits).await {
+                    Ok(mut results) => results.pop().unwrap_or_else(|| Err(unexpected())),
+                    Err(e) => {
+                        let _ = exec(conn, "ROLLBACK").await;
+                        Err(e)
+                    }
+                };
+                let _ = job.reply.send(result);
+            }
+        }
     }
 }
 
-async fn run_alone(
+/// One transaction over `jobs`. `Err` means SQLite failed and the
+/// transaction may be open: the caller rolls back.
+///
+/// Appends and state writes (the hot writes) are compiled into one
+/// multi-statement SQL call for the whole batch, so a batch costs one round
+/// trip to SQLite's thread instead of one per statement; the rest run one by
+/// one before them.
+async fn run_jobs(
     conn: &mut SqliteConnection,
-    op: &Op,
+    jobs: &[&Job],
     now: i64,
     limits: &Limits,
-) -> Result<Reply> {
-    exec(conn, "BEGIN IMMEDIATE").await?;
-    match apply(conn, op, now, limits).await {
-        Ok(reply) => {
-            if let Err(e) = exec(conn, "COMMIT").await {
-                let _ = exec(conn, "ROLLBACK").await;
-                return Err(e);
-            }
-            Ok(reply)
-        }
-        Err(Fail::Refused(e)) => {
-            exec(conn, "ROLLBACK").await?;
-            Err(e)
-        }
-        Err(Fail::Abort(e)) => {
-            let _ = exec(conn, "ROLLBACK").await;
-            Err(e)
+) -> Result<Vec<Result<Reply>>> {
+    let mut results: Vec<Option<Result<Reply>>> = jobs.iter().map(|_| None).collect();
+    let (fast, slow): (Vec<usize>, Vec<usize>) =
+        (0..jobs.len()).partition(|&i| is_fast(&jobs[i].op));
+    // With only fast writes, BEGIN and COMMIT travel in the same call.
+    let wrap = slow.is_empty();
+    if !wrap {
+        exec(conn, "BEGIN IMMEDIATE").await?;
+        for &i in &slow {
+            results[i] = Some(match apply(conn, &jobs[i].op, now, limits).await {
+                Ok(reply) => Ok(reply),
+                Err(Fail::Refused(e)) => Err(e),
+                Err(Fail::Abort(e)) => return Err(e),
+            });
         }
     }
+    if !fast.is_empty() {
+        let ops: Vec<(usize, &Op)> = fast.iter().map(|&i| (i, &jobs[i].op)).collect();
+        for (i, result) in run_fast(conn, &ops, now, limits, wrap).await? {
+            results[i] = Some(result);
+        }
+    }
+    if !wrap {
+        exec(conn, "COMMIT").await?;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(unexpected())))
+        .collect())
+}
+
+fn is_fast(op: &Op) -> bool {
+    matches!(op, Op::Append(..) | Op::SetState { .. })
+}
+
+/// Row tags of the fast path's result rows: `(job, tag, a, b)`.
+const ROW_APPENDED: i64 = 1;
+const ROW_STATE_BEFORE: i64 = 2;
+const ROW_STATE_WRITTEN: i64 = 3;
+
+/// A value bound to one `?` of the fast path's SQL.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(&'a str),
+    OptText(Option<&'a str>),
+}
+
+/// SQL text and its bind values, built side by side: `p` writes one `?` and
+/// records its value. Only anonymous `?` placeholders are used, bound in
+/// order of appearance across all statements of the call.
+struct FastSql<'a> {
+    sql: String,
+    vals: Vec<Val<'a>>,
+}
+
+impl<'a> FastSql<'a> {
+    fn s(&mut self, text: &str) -> &mut Self {
+        self.sql.push_str(text);
+        self
+    }
+
+    fn p(&mut self, val: Val<'a>) -> &mut Self {
+        self.sql.push('?');
+        self.vals.push(val);
+        self
+    }
+
+    /// A small integer literal (job index or row tag), never user input.
+    fn n(&mut self, n: i64) -> &mut Self {
+        self.sql.push_str(&n.to_string());
+        self
+    }
+}
+
+/// Appends and state writes as one multi-statement call. Every statement of
+/// a job is guarded so that a refused job writes nothing: the `UPDATE` of the
+/// session row only matches a live session (and, for a conditional state
+/// write, only when the condition holds), and the following `INSERT` runs
+/// only if that `UPDATE` changed a row (`changes() = 1`). The `RETURNING`
+/// rows tell which jobs went through.
+///
+/// The SQL text only depends on the sequence of job kinds, so the prepared
+/// statements are reused from the connection's statement cache.
+async fn run_fast(
+    conn: &mut SqliteConnection,
+    ops: &[(usize, &Op)],
+    now: i64,
+    limits: &Limits,
+    wrap: bool,
+) -> Result<Vec<(usize, Result<Reply>)>> {
+    use Val::{Int, OptInt, OptText, Text};
+    let max = limits.max_events_per_session as i64;
+    let mut q = FastSql {
+        sql: String::with_capacity(ops.len() * 700 + 64),
+        vals: Vec::with_capacity(ops.len() * 16),
+    };
+    if wrap {
+        q.s("BEGIN IMMEDIATE;\n");
+    }
+    for (j, (_, op)) in ops.iter().enumerate() {
+        let j = j as i64;
+        match op {
+            Op::Append(id, event) => {
+                let id = Text(id.as_str());
+                q.s("UPDATE mss_sessions SET last_seq = last_seq + 1, version = version + 1, last_activity = ")
+                    .p(Int(now))
+                    .s(", expires_at = ttl_ms + ")
+                    .p(Int(now))
+                    .s(", trimmed_through = MAX(trimmed_through, last_seq + 1 - ")
+                    .p(Int(max))
+                    .s(") WHERE id = ")
+                    .p(id)
+                    .s(" AND expires_at > ")
+                    .p(Int(now))
+                    .s(";\nINSERT INTO mss_events (session_id, seq, stream_id, data, event_type, retry_ms, created_at) SELECT id, last_seq, ")
+                    .p(Text(event.stream_id.as_str()))
+                    .s(", ")
+                    .p(OptText(event.data.as_ref().map(Json::as_str)))
+                    .s(", ")
+                    .p(OptText(event.event_type.as_deref()))
+                    .s(", ")
+                    .p(OptInt(event.retry_ms.map(i64::from)))
+                    .s(", ")
+                    .p(Int(now))
+                    .s(" FROM mss_sessions WHERE id = ")
+                    .p(id)
+                    .s(" AND changes() = 1 RETURNING ")
+                    .n(j)
+                    .s(", ")
+                    .n(ROW_APPENDED)
+                    .s(", seq, NULL;\nDELETE FROM mss_events WHERE session_id = ")
+                    .p(id)
+                    .s(" AND seq <= (SELECT trimmed_through FROM mss_sessions WHERE id = ")
+                    .p(id)
+                    .s(");\n");
+            }
+            Op::SetState {
+                id,
+                key,
+                value,
+                expected,
+            } => {
+                let (id, key) = (Text(id.as_str()), Text(key.as_str()));
+                if *expected != Expected::Any {
+                    // What the key held before: tells Conflict from NotFound.
+                    q.s("SELECT ")
+                        .n(j)
+                        .s(", ")
+                        .n(ROW_STATE_BEFORE)
+                        .s(", s.expires_at > ")
+                        .p(Int(now))
+                        .s(", st.version FROM mss_sessions s LEFT JOIN mss_state st ON st.session_id = s.id AND st.key = ")
+                        .p(key)
+                        .s(" WHERE s.id = ")
+                        .p(id)
+                        .s(";\n");
+                }
+                q.s("UPDATE mss_sessions SET version = version + 1, last_activity = ")
+                    .p(Int(now))
+                    .s(", expires_at = ttl_ms + ")
+                    .p(Int(now))
+                    .s(" WHERE id = ")
+                    .p(id)
+                    .s(" AND expires_at > ")
+                    .p(Int(now));
+                match expected {
+                    Expected::Any => {}
+                    Expected::Absent => {
+                        q.s(" AND NOT EXISTS (SELECT 1 FROM mss_state WHERE session_id = ")
+                            .p(id)
+                            .s(" AND key = ")
+                            .p(key)
+                            .s(")");
+                    }
+                    Expected::Version(v) => {
+                        q.s(" AND (SELECT version FROM mss_state WHERE session_id = ")
+                            .p(id)
+                            .s(" AND key = ")
+                            .p(key)
+                            .s(") = ")
+                            .p(Int(i64::try_from(*v).unwrap_or(-1)));
+                    }
+                }
+                q.s(";\nINSERT INTO mss_state (session_id, key, value, version) SELECT id, ")
+                    .p(key)
+                    .s(", ")
+                    .p(Text(value.as_str()))
+                    .s(", version FROM mss_sessions WHERE id = ")
+                    .p(id)
+                    .s(" AND changes() = 1 ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value, version = excluded.version RETURNING ")
+                    .n(j)
+                    .s(", ")
+                    .n(ROW_STATE_WRITTEN)
+                    .s(", version, NULL;\n");
+            }
+            _ => return Err(unexpected()),
+        }
+    }
+    if wrap {
+        q.s("COMMIT;\n");
+    }
+    let FastSql { sql, vals } = q;
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for val in vals {
+        query = match val {
+            Int(v) => query.bind(v),
+            OptInt(v) => query.bind(v),
+            Text(v) => query.bind(v),
+            OptText(v) => query.bind(v),
+        };
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(map_err)?;
+
+    // (live, version) before each conditional write; the value written.
+    let mut before: Vec<Option<(bool, Option<i64>)>> = vec![None; ops.len()];
+    let mut done: Vec<Option<i64>> = vec![None; ops.len()];
+    for row in &rows {
+        let j: i64 = row.try_get(0).map_err(map_err)?;
+        let tag: i64 = row.try_get(1).map_err(map_err)?;
+        let j = usize::try_from(j)
+            .ok()
+            .filter(|&j| j < ops.len())
+            .ok_or_else(unexpected)?;
+        match tag {
+            ROW_STATE_BEFORE => {
+                let live: bool = row.try_get(2).map_err(map_err)?;
+                before[j] = Some((live, row.try_get(3).map_err(map_err)?));
+            }
+            ROW_APPENDED | ROW_STATE_WRITTEN => done[j] = Some(row.try_get(2).map_err(map_err)?),
+            _ => return Err(unexpected()),
+        }
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for (j, (i, op)) in ops.iter().enumerate() {
+        let result = match (op, done[j]) {
+            (Op::Append(id, event), Some(seq)) => Ok(Reply::Event(Event::new(
+                id.clone(),
+                seq as u64,
+                event.clone(),
+                now,
+            ))),
+            (Op::SetState { .. }, Some(version)) => Ok(Reply::Version(version as u64)),
+            (Op::Append(id, _), None) => Err(Error::session_not_found(id)),
+            (
+                Op::SetState {
+                    id, key, expected, ..
+                },
+                None,
+            ) => match before[j] {
+                Some((true, version)) if *expected != Expected::Any => {
+                    check_expected(key, *expected, version.map(|v| v as u64)).and(Err(Error::new(
+                        ErrorKind::Internal,
+                        "state write refused without cause",
+                    )))
+                }
+                _ => Err(Error::session_not_found(id)),
+            },
+            _ => Err(unexpected()),
+        };
+        out.push((*i, result));
+    }
+    Ok(out)
 }
 
 fn refuse<T>(e: Error) -> Result<T, Fail> {
@@ -535,51 +784,6 @@ async fn apply(
             delete_rows(conn, id).await?;
             Ok(Reply::Flag(expires_at > now))
         }
-        Op::SetState {
-            id,
-            key,
-            value,
-            expected,
-        } => {
-            if *expected != Expected::Any {
-                let row = sqlx::query(
-                    "SELECT st.version FROM mss_sessions s LEFT JOIN mss_state st \
-                     ON st.session_id = s.id AND st.key = ?2 WHERE s.id = ?1 AND s.expires_at > ?3",
-                )
-                .bind(id)
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some(row) = row else {
-                    return refuse(Error::session_not_found(id));
-                };
-                let current: Option<i64> = row.try_get(0)?;
-                check_expected(key, *expected, current.map(|v| v as u64)).map_err(Fail::Refused)?;
-            }
-            let version: Option<i64> = sqlx::query_scalar(
-                "UPDATE mss_sessions SET version = version + 1, last_activity = ?1, expires_at = ?1 + ttl_ms \
-                 WHERE id = ?2 AND expires_at > ?1 RETURNING version",
-            )
-            .bind(now)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(version) = version else {
-                return refuse(Error::session_not_found(id));
-            };
-            sqlx::query(
-                "INSERT INTO mss_state (session_id, key, value, version) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value, version = excluded.version",
-            )
-            .bind(id)
-            .bind(key)
-            .bind(value.as_str())
-            .bind(version)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Version(version as u64))
-        }
         Op::DeleteState(id, key) => {
             let renewed = sqlx::query(
                 "UPDATE mss_sessions SET last_activity = ?1, expires_at = ?1 + ttl_ms WHERE id = ?2 AND expires_at > ?1",
@@ -606,52 +810,7 @@ async fn apply(
             }
             Ok(Reply::Flag(deleted))
         }
-        Op::Append(id, event) => {
-            let max = limits.max_events_per_session as i64;
-            let row = sqlx::query(
-                "UPDATE mss_sessions SET last_seq = last_seq + 1, version = version + 1, \
-                 last_activity = ?1, expires_at = ?1 + ttl_ms, \
-                 trimmed_through = MAX(trimmed_through, last_seq + 1 - ?3) \
-                 WHERE id = ?2 AND expires_at > ?1 RETURNING last_seq, trimmed_through",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(max)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else {
-                return refuse(Error::session_not_found(id));
-            };
-            let seq: i64 = row.try_get(0)?;
-            let trimmed_through: i64 = row.try_get(1)?;
-            sqlx::query(
-                "INSERT INTO mss_events (session_id, seq, stream_id, data, event_type, retry_ms, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(id)
-            .bind(seq)
-            .bind(&event.stream_id)
-            .bind(event.data.as_ref().map(Json::as_str))
-            .bind(event.event_type.as_deref())
-            .bind(event.retry_ms.map(i64::from))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            if trimmed_through > 0 && trimmed_through == seq - max {
-                // This append moved the trim point: drop what fell behind it.
-                sqlx::query("DELETE FROM mss_events WHERE session_id = ?1 AND seq <= ?2")
-                    .bind(id)
-                    .bind(trimmed_through)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(Reply::Event(Event::new(
-                id.clone(),
-                seq as u64,
-                event.clone(),
-                now,
-            )))
-        }
+        Op::Append(..) | Op::SetState { .. } => Err(Fail::Abort(unexpected())),
         Op::CleanupBatch => {
             let state = sqlx::query(
                 "DELETE FROM mss_state WHERE session_id IN \
