@@ -11,18 +11,22 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "sqlite://sessions.db".to_string());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "sqlite://sessions.db".to_string());
     let store = Store::open(&url).await?;
     println!("store: {url} ({} backend)", store.backend_name());
 
     // An MCP server creates a session at `initialize` and keeps state in it.
     let session = store
-        .create_session(NewSession::new().with_metadata(
-            json!({"client": "quickstart", "protocol": "2025-11-25"})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        ))
+        .create_session(
+            NewSession::new().with_metadata(
+                json!({"client": "quickstart", "protocol": "2025-11-25"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
         .await?;
     println!("session: {}", session.id);
     store.set_state(&session.id, "tool_calls", json!(0)).await?;
@@ -35,9 +39,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "method": "notifications/progress",
             "params": {"progressToken": "call-2", "progress": step, "total": 5}
         });
-        let event = store.append_event(&session.id, NewEvent::new("2", progress)).await?;
+        let event = store
+            .append_event(&session.id, NewEvent::new("2", progress))
+            .await?;
         let log = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": format!("step {step}")}});
-        store.append_event(&session.id, NewEvent::new("_GET_stream", log)).await?;
+        store
+            .append_event(&session.id, NewEvent::new("_GET_stream", log))
+            .await?;
         // The client's connection drops after it received progress 2.
         if step == 2 {
             last_seen = Some(event.wire_id());
@@ -53,7 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let last_event_id = last_seen.expect("set at step 2");
     println!("client reconnects with Last-Event-ID: {last_event_id}");
     let missed = store.replay(&session.id, &last_event_id, 100).await?;
-    println!("replaying {} missed events of stream \"2\":", missed.items.len());
+    println!(
+        "replaying {} missed events of stream \"2\":",
+        missed.items.len()
+    );
     for event in &missed.items {
         let data = event.data.as_ref().map(|d| d.as_str()).unwrap_or("");
         println!("id: {}\ndata: {data}\n", event.wire_id());

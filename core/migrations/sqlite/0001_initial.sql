@@ -34,5 +34,6 @@ CREATE TABLE mss_events (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
-
-CREATE INDEX mss_events_stream ON mss_events (session_id, stream_id, seq);
+-- No (session_id, stream_id, seq) index: a replay scans the session's events
+-- after the cursor (at most max_events_per_session rows) and filters by
+-- stream, while every append saves writing one more index page.
