@@ -5,7 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
 use crate::model::{CleanupStats, CreateSession, Event, NewEvent, Page, Session, StateEntry};
@@ -110,7 +110,6 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 /// Check a replay cursor against a session's counters: past the newest event
 /// is `NotFound`, before what trimming kept is `CursorExpired`.
 pub(crate) fn check_cursor(cursor: &EventId, last_seq: u64, trimmed_through: u64) -> Result<()> {
-    use crate::error::{Error, ErrorKind};
     if cursor.seq > last_seq {
         return Err(Error::not_found(format!(
             "event {} is beyond this session's newest event (seq {last_seq})",
@@ -128,4 +127,29 @@ pub(crate) fn check_cursor(cursor: &EventId, last_seq: u64, trimmed_through: u64
         ));
     }
     Ok(())
+}
+
+/// Check a state write's condition against the key's current version.
+pub(crate) fn check_expected(key: &str, expected: Expected, current: Option<u64>) -> Result<()> {
+    let ok = match (expected, current) {
+        (Expected::Any, _) => true,
+        (Expected::Absent, None) => true,
+        (Expected::Version(want), Some(have)) => want == have,
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let have = match current {
+        Some(v) => format!("version {v}"),
+        None => "no value".to_string(),
+    };
+    let want = match expected {
+        Expected::Version(v) => format!("version {v}"),
+        _ => "no value".to_string(),
+    };
+    Err(Error::new(
+        ErrorKind::Conflict,
+        format!("state key {key:?}: expected {want}, found {have}"),
+    ))
 }

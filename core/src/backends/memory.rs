@@ -18,7 +18,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::backend::{Expected, SessionStore, check_cursor};
+use crate::backend::{Expected, SessionStore, check_cursor, check_expected};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -414,29 +414,4 @@ impl SessionStore for MemoryBackend {
         self.stored.fetch_sub(stats.sessions, Ordering::Relaxed);
         Ok(stats)
     }
-}
-
-/// Check a state write's condition against the key's current version.
-pub(crate) fn check_expected(key: &str, expected: Expected, current: Option<u64>) -> Result<()> {
-    let ok = match (expected, current) {
-        (Expected::Any, _) => true,
-        (Expected::Absent, None) => true,
-        (Expected::Version(want), Some(have)) => want == have,
-        _ => false,
-    };
-    if ok {
-        return Ok(());
-    }
-    let have = match current {
-        Some(v) => format!("version {v}"),
-        None => "no value".to_string(),
-    };
-    let want = match expected {
-        Expected::Version(v) => format!("version {v}"),
-        _ => "no value".to_string(),
-    };
-    Err(Error::new(
-        ErrorKind::Conflict,
-        format!("state key {key:?}: expected {want}, found {have}"),
-    ))
 }

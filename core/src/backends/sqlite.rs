@@ -46,8 +46,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{Expected, SessionStore, check_cursor};
-use crate::backends::memory::check_expected;
+use crate::backend::{Expected, SessionStore, check_cursor, check_expected};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
