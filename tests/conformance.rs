@@ -86,6 +86,13 @@ fn main() {
             trials.push(Trial::test(label, move || run(&backend, name, f)));
         }
     }
+    trials.push(Trial::test(
+        "global::no_tokio_runtime_is_an_error_not_a_panic",
+        || {
+            no_tokio_runtime_is_an_error_not_a_panic();
+            Ok(())
+        },
+    ));
     trials.push(Trial::test("global::open_rejects_bad_urls", || {
         rt().block_on(open_rejects_bad_urls());
         Ok(())
@@ -1107,6 +1114,10 @@ async fn expiry_expired_id_can_be_created_again(ns: Namespace) {
 
 async fn expiry_sweeper_cleans_and_stops_on_drop(ns: Namespace) {
     let store = ns.open().await;
+    assert_eq!(
+        err_kind(store.spawn_sweeper(Duration::ZERO)),
+        ErrorKind::InvalidInput
+    );
     for _ in 0..3 {
         store
             .create_session(NewSession::new().with_ttl(Duration::from_millis(20)))
@@ -1114,7 +1125,7 @@ async fn expiry_sweeper_cleans_and_stops_on_drop(ns: Namespace) {
             .unwrap();
     }
     let keep = session(&store).await;
-    let sweeper = store.spawn_sweeper(Duration::from_millis(25));
+    let sweeper = store.spawn_sweeper(Duration::from_millis(25)).unwrap();
     let stats = sweeper.stats().clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while stats.sessions_removed.load(Ordering::Relaxed) < 3 {
@@ -1576,4 +1587,25 @@ async fn open_rejects_bad_urls() {
     .await
     .unwrap();
     assert_eq!(ok.backend_name(), "sqlite");
+}
+
+fn no_tokio_runtime_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    // An executor that is not tokio: the SQLite writer cannot be started.
+    let opened = futures::executor::block_on(Store::open(&url));
+    assert_eq!(err_kind(opened), ErrorKind::Internal);
+    // memory:// needs no background task and works anywhere.
+    let store = futures::executor::block_on(Store::open("memory://")).unwrap();
+    let s = futures::executor::block_on(store.create_session(NewSession::new())).unwrap();
+    assert!(
+        futures::executor::block_on(store.get_session(&s.id))
+            .unwrap()
+            .is_some()
+    );
+    // The sweeper is a tokio task.
+    assert_eq!(
+        err_kind(store.spawn_sweeper(Duration::from_secs(1))),
+        ErrorKind::Internal
+    );
 }

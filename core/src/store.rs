@@ -319,11 +319,18 @@ impl Store {
 
     /// Run [`cleanup_expired`](Store::cleanup_expired) every `interval` on
     /// the current tokio runtime until the returned handle is dropped.
-    pub fn spawn_sweeper(&self, interval: Duration) -> Sweeper {
+    ///
+    /// A zero interval is `InvalidInput`; calling it outside a tokio runtime
+    /// is `Internal`.
+    pub fn spawn_sweeper(&self, interval: Duration) -> Result<Sweeper> {
+        if interval.is_zero() {
+            return Err(Error::invalid("the sweeper interval must be above zero"));
+        }
+        let runtime = current_runtime()?;
         let stats = Arc::new(SweeperStats::default());
         let store = self.clone();
         let task_stats = stats.clone();
-        let task = tokio::spawn(async move {
+        let task = runtime.spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -341,15 +348,27 @@ impl Store {
                 task_stats.runs.fetch_add(1, Ordering::Relaxed);
             }
         });
-        Sweeper { task, stats }
+        Ok(Sweeper { task, stats })
     }
+}
+
+/// The tokio runtime this call runs on: background tasks (the sweeper, the
+/// SQLite writer) live there.
+pub(crate) fn current_runtime() -> Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::new(
+            ErrorKind::Internal,
+            "mcp-session-store needs a tokio runtime: call it from within one",
+        )
+    })
 }
 
 async fn backoff(attempt: u32) {
     // Jittered exponential backoff: 0-20 µs, doubling, capped near 5 ms.
     let ceiling_us = 20u64 << attempt.min(8);
     let us = fastrand::u64(0..=ceiling_us);
-    if us < 50 {
+    // Outside a tokio runtime (another executor) there is no timer: yield.
+    if us < 50 || tokio::runtime::Handle::try_current().is_err() {
         tokio::task::yield_now().await;
     } else {
         tokio::time::sleep(Duration::from_micros(us)).await;

@@ -30,7 +30,7 @@ use crate::validate;
 /// The in-memory backend.
 #[derive(Debug)]
 pub struct MemoryBackend {
-    sessions: DashMap<String, Arc<Mutex<Slot>>>,
+    sessions: DashMap<String, Arc<Mutex<Slot>>, foldhash::fast::RandomState>,
     /// Sessions held in the map, expired ones included.
     stored: AtomicU64,
     /// Serializes creation while `max_sessions` is set, so the limit holds
@@ -126,7 +126,7 @@ impl MemoryBackend {
     /// An empty store.
     pub fn new(limits: Limits) -> Self {
         MemoryBackend {
-            sessions: DashMap::new(),
+            sessions: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             stored: AtomicU64::new(0),
             create_gate: tokio::sync::Mutex::new(()),
             limits,
@@ -312,7 +312,12 @@ impl SessionStore for MemoryBackend {
             let current = s.state.get(key).map(|(_, v)| *v);
             check_expected(key, expected, current)?;
             let version = s.write(now);
-            s.state.insert(key.to_string(), (value, version));
+            match s.state.get_mut(key) {
+                Some(entry) => *entry = (value, version),
+                None => {
+                    s.state.insert(key.to_string(), (value, version));
+                }
+            }
             Ok(version)
         })
     }

@@ -169,6 +169,7 @@ impl SqliteBackend {
             return Err(Error::invalid("option write_batch_max must be 1-10000"));
         }
         url.finish()?;
+        let runtime = crate::store::current_runtime()?;
 
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(map_err)?
@@ -189,7 +190,7 @@ impl SqliteBackend {
             .await
             .map_err(|e| open_err(&path, e))?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(conn, rx, limits, batch_max));
+        runtime.spawn(writer_loop(conn, rx, limits, batch_max));
         Ok(SqliteBackend {
             path: PathBuf::from(path),
             read,
