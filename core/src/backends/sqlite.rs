@@ -373,9 +373,13 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, limits: &L
         }
         Err(e) => {
             let _ = exec(conn, "ROLLBACK").await;
-            if batch.len() == 1 {
-                if let Some(job) = batch.pop() {
-                    let _ = job.reply.send(Err(e));
+            // Busy past busy_timeout, or the file is unusable: running the
+            // writes one by one would only wait again, per write.
+            if batch.len() == 1 || matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Unavailable) {
+                for job in batch.drain(..) {
+                    let _ = job
+                        .reply
+                        .send(Err(Error::new(e.kind(), e.message().to_string())));
                 }
                 return;
             }
@@ -623,21 +627,34 @@ async fn run_fast(
     // (live, version) before each conditional write; the value written.
     let mut before: Vec<Option<(bool, Option<i64>)>> = vec![None; ops.len()];
     let mut done: Vec<Option<i64>> = vec![None; ops.len()];
-    for row in &rows {
-        let j: i64 = row.try_get(0).map_err(map_err)?;
-        let tag: i64 = row.try_get(1).map_err(map_err)?;
-        let j = usize::try_from(j)
-            .ok()
-            .filter(|&j| j < ops.len())
-            .ok_or_else(unexpected)?;
+    // The writes may already be committed: a row that cannot be read must
+    // not turn into a batch error (which would re-run the writes), so it
+    // fails the whole call's jobs as Internal instead.
+    let parsed = rows.iter().try_for_each(|row| -> Result<(), sqlx::Error> {
+        let j: i64 = row.try_get(0)?;
+        let tag: i64 = row.try_get(1)?;
+        let Some(j) = usize::try_from(j).ok().filter(|&j| j < ops.len()) else {
+            return Err(sqlx::Error::Protocol(format!(
+                "result row for unknown job {j}"
+            )));
+        };
         match tag {
-            ROW_STATE_BEFORE => {
-                let live: bool = row.try_get(2).map_err(map_err)?;
-                before[j] = Some((live, row.try_get(3).map_err(map_err)?));
+            ROW_STATE_BEFORE => before[j] = Some((row.try_get(2)?, row.try_get(3)?)),
+            ROW_APPENDED | ROW_STATE_WRITTEN => done[j] = Some(row.try_get(2)?),
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "result row with unknown tag {other}"
+                )));
             }
-            ROW_APPENDED | ROW_STATE_WRITTEN => done[j] = Some(row.try_get(2).map_err(map_err)?),
-            _ => return Err(unexpected()),
         }
+        Ok(())
+    });
+    if let Err(e) = parsed {
+        let message = format!("the outcome of a write is unknown: {e}");
+        return Ok(ops
+            .iter()
+            .map(|(i, _)| (*i, Err(Error::new(ErrorKind::Internal, message.clone()))))
+            .collect());
     }
     let mut out = Vec::with_capacity(ops.len());
     for (j, (i, op)) in ops.iter().enumerate() {
@@ -1137,5 +1154,73 @@ impl SessionStore for SqliteBackend {
         }
         self.read.close().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewSession, Store};
+    use serde_json::json;
+
+    /// A write that SQLite itself rejects (here: a trigger) fails alone; the
+    /// writes batched with it commit, and nothing stored before is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let id = store.create_session(NewSession::new()).await.unwrap().id;
+        store.set_state(&id, "kept", json!("before")).await.unwrap();
+
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TRIGGER boom BEFORE INSERT ON mss_state WHEN NEW.key = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        for round in 0..20 {
+            let tasks: Vec<_> = (0..8)
+                .map(|t| {
+                    let store = store.clone();
+                    let id = id.clone();
+                    tokio::spawn(async move {
+                        let key = if t == 3 {
+                            "boom".to_string()
+                        } else {
+                            format!("k{t}")
+                        };
+                        (t, store.set_state(&id, &key, json!(round)).await)
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let (t, result) = task.await.unwrap();
+                if t == 3 {
+                    assert_eq!(result.unwrap_err().kind(), ErrorKind::Backend);
+                } else {
+                    result.unwrap();
+                }
+            }
+        }
+        let all = store.state_all(&id).await.unwrap();
+        let keys: Vec<_> = all.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k4", "k5", "k6", "k7", "kept"]);
+        assert!(
+            all.iter()
+                .filter(|e| e.key != "kept")
+                .all(|e| e.value.to_value() == json!(19))
+        );
+        assert_eq!(all[7].value.to_value(), json!("before"));
     }
 }
