@@ -48,6 +48,9 @@ const ALL: &[(&str, TestFn)] = tests![
     events_tampered_or_unknown_ids_replay_nothing,
     events_trimming_reports_cursor_expired_and_never_reuses_seq,
     events_on_missing_session_are_not_found,
+    subscribe_replays_then_follows_without_gap_or_duplicate,
+    subscribe_ends_with_not_found_when_the_session_goes,
+    subscribe_reports_a_subscriber_left_behind_by_trimming,
     expiry_hides_expired_session_before_cleanup,
     expiry_cleanup_removes_exactly_the_expired,
     expiry_cleanup_handles_many_sessions,
@@ -64,6 +67,7 @@ const SHARED: &[(&str, TestFn)] = tests![
     shared_two_handles_append_and_increment_without_loss,
     shared_data_survives_reopen,
     shared_closed_store_is_unavailable,
+    shared_subscriber_sees_appends_of_another_handle,
 ];
 
 fn main() {
@@ -904,6 +908,154 @@ async fn events_on_missing_session_are_not_found(ns: Namespace) {
     assert_eq!(store.count_sessions().await.unwrap(), 0);
 }
 
+// ---- live delivery ---------------------------------------------------------
+
+/// Read `n` events from a subscription, failing after 10 s without one.
+async fn take(
+    sub: &mut mcp_session_store::Subscription,
+    n: usize,
+) -> Vec<mcp_session_store::Event> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            Ok(Some(Ok(e))) => out.push(e),
+            Ok(Some(Err(e))) => panic!("subscription failed after {} events: {e}", out.len()),
+            Ok(None) => panic!("subscription ended after {} events", out.len()),
+            Err(_) => panic!("no event within 10 s after {} events", out.len()),
+        }
+    }
+    out
+}
+
+async fn subscribe_replays_then_follows_without_gap_or_duplicate(ns: Namespace) {
+    let store = ns.open().await;
+    let id = session(&store).await;
+    let mut first = Vec::new();
+    for i in 0..10 {
+        first.push(
+            store
+                .append_event(&id, NewEvent::new("live", json!({"pre": i})))
+                .await
+                .unwrap(),
+        );
+        store
+            .append_event(&id, NewEvent::new("other", json!(i)))
+            .await
+            .unwrap();
+    }
+    let mut sub = store.subscribe(&id, first[4].id()).await.unwrap();
+    // The replay: events 5..9 of the stream.
+    let replayed = take(&mut sub, 5).await;
+    assert_eq!(replayed, first[5..].to_vec());
+    // Then live appends from four tasks, interleaved with another stream.
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    store
+                        .append_event(&id, NewEvent::new("live", json!({"t": t, "i": i})))
+                        .await
+                        .unwrap();
+                    store
+                        .append_event(&id, NewEvent::new("other", json!(i)))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let live = take(&mut sub, 200).await;
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(live.iter().all(|e| e.stream_id == "live"));
+    assert!(
+        live.windows(2).all(|p| p[0].seq < p[1].seq),
+        "in seq order, no duplicate"
+    );
+    assert!(
+        live[0].seq > replayed.last().unwrap().seq,
+        "no overlap at the seam"
+    );
+    let stored = all_events(&store, &id, "live").await;
+    let delivered: Vec<u64> = replayed.iter().chain(&live).map(|e| e.seq).collect();
+    assert_eq!(
+        delivered,
+        stored[5..].to_vec(),
+        "no gap: everything after the cursor was delivered"
+    );
+    // Nothing more is pending.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), sub.next())
+            .await
+            .is_err()
+    );
+    // A subscription from the start of a stream that has nothing yet waits
+    // for the first event.
+    let mut empty = store.subscribe(&id, EventId::start("later")).await.unwrap();
+    let appended = store
+        .append_event(&id, NewEvent::new("later", json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(take(&mut empty, 1).await, vec![appended]);
+}
+
+async fn subscribe_ends_with_not_found_when_the_session_goes(ns: Namespace) {
+    let store = ns.open().await;
+    assert_eq!(
+        err_kind(store.subscribe("ghost", EventId::start("s")).await),
+        ErrorKind::NotFound
+    );
+    let id = session(&store).await;
+    let mut sub = store.subscribe(&id, EventId::start("s")).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let first = sub.next().await;
+        let after = sub.next().await;
+        (first.map(|r| r.map_err(|e| e.kind())), after.is_none())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.delete_session(&id).await.unwrap();
+    let (first, ended) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, Some(Err(ErrorKind::NotFound)));
+    assert!(ended, "after the error the subscription ends");
+}
+
+async fn subscribe_reports_a_subscriber_left_behind_by_trimming(ns: Namespace) {
+    let store = ns
+        .open_with(StoreOptions::default().with_max_events_per_session(10))
+        .await;
+    let id = session(&store).await;
+    let e1 = store
+        .append_event(&id, NewEvent::new("s", json!(1)))
+        .await
+        .unwrap();
+    let mut sub = store.subscribe(&id, e1.id()).await.unwrap();
+    for i in 0..30 {
+        store
+            .append_event(&id, NewEvent::new("s", json!(i)))
+            .await
+            .unwrap();
+    }
+    // The subscription buffered nothing yet: events 2.. were trimmed.
+    let next = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        next.map(|r| r.map_err(|e| e.kind()).map(|e| e.seq)),
+        Some(Err(ErrorKind::CursorExpired))
+    );
+    assert!(sub.next().await.is_none());
+    assert_eq!(
+        err_kind(store.subscribe(&id, e1.id()).await),
+        ErrorKind::CursorExpired
+    );
+}
+
 // ---- expiry ----------------------------------------------------------------
 
 async fn expiry_hides_expired_session_before_cleanup(ns: Namespace) {
@@ -1542,6 +1694,39 @@ async fn shared_closed_store_is_unavailable(ns: Namespace) {
     assert!(
         reopened.get_session(&id).await.unwrap().is_some(),
         "closing lost nothing"
+    );
+}
+
+async fn shared_subscriber_sees_appends_of_another_handle(ns: Namespace) {
+    let writer = ns.open().await;
+    let reader = Store::open(&ns.url("poll_interval=20ms")).await.unwrap();
+    let id = session(&writer).await;
+    let mut sub = reader.subscribe(&id, EventId::start("x")).await.unwrap();
+    let task = {
+        let writer = writer.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..30 {
+                seqs.push(
+                    writer
+                        .append_event(&id, NewEvent::new("x", json!(i)))
+                        .await
+                        .unwrap()
+                        .seq,
+                );
+                if i % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            seqs
+        })
+    };
+    let got: Vec<u64> = take(&mut sub, 30).await.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        got,
+        task.await.unwrap(),
+        "every append of the other handle, in order, once"
     );
 }
 

@@ -60,8 +60,9 @@ enum Command {
     /// its wire id (what goes on the SSE `id:` line).
     ///
     /// Prints the events after `--after-seq` (default: the whole retained
-    /// stream) and exits; with `--follow` it then keeps polling every 250 ms
-    /// and prints new events as they are appended, until Ctrl-C.
+    /// stream) and exits; with `--follow` it then subscribes and prints new
+    /// events as they are appended (by another process: within the store's
+    /// `poll_interval`, 250 ms by default), until Ctrl-C or the session ends.
     Events(EventsArgs),
 
     /// Delete every expired session with its state and events; prints the
@@ -143,8 +144,8 @@ struct EventsArgs {
     /// Print only events after this seq (0: from the first retained event).
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after_seq: u64,
-    /// After printing what is stored, keep polling every 250 ms for new
-    /// events until Ctrl-C.
+    /// After printing what is stored, follow new events until Ctrl-C or the
+    /// session ends.
     #[arg(long, short = 'f')]
     follow: bool,
 }

@@ -1,7 +1,6 @@
 //! The operator subcommands: sessions, state, events, cleanup, migrate.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use mcp_session_store::{Error, ErrorKind, Event, EventId, Json, Result, Store};
 use serde::Serialize;
@@ -11,8 +10,6 @@ use crate::out::Out;
 
 /// Events fetched per `events_after` call.
 const EVENT_PAGE: usize = 1000;
-/// How often `events --follow` polls for new events.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Run `f` on the store opened at `url`, then close the store (so a SQLite
 /// store finishes its writes) whatever `f` returned.
@@ -152,13 +149,17 @@ pub async fn events(
         }
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
-        let mut ticker = tokio::time::interval(FOLLOW_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
+        let mut live = store.subscribe(id, cursor).await?;
         loop {
             tokio::select! {
                 _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
-                _ = ticker.tick() => drain(&store, id, &mut cursor, &mut out).await?,
+                event = live.next() => match event {
+                    Some(event) => {
+                        out.line(&EventLine::new(&event?))?;
+                        out.flush()?;
+                    }
+                    None => return Ok(ExitCode::SUCCESS),
+                },
             }
         }
     })

@@ -44,6 +44,7 @@ mod json;
 mod model;
 mod options;
 mod store;
+mod subscribe;
 mod time;
 pub mod validate;
 
@@ -56,6 +57,7 @@ pub use model::{
 };
 pub use options::{Limits, StoreOptions, StoreUrl, parse_duration};
 pub use store::{Store, Sweeper, SweeperStats};
+pub use subscribe::Subscription;
 pub use time::now_ms;
 
 /// The crate version, as in `Cargo.toml`.

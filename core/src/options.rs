@@ -23,6 +23,10 @@ pub struct StoreOptions {
     /// Most live sessions; creating one more is `LimitExceeded`
     /// (`max_sessions`, default unlimited).
     pub max_sessions: Option<u64>,
+    /// How often a [`crate::Subscription`] re-reads the log while waiting,
+    /// to see appends by other processes and expiry (`poll_interval`,
+    /// default 250 ms). Appends through the same store wake it at once.
+    pub poll_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -32,6 +36,7 @@ impl Default for StoreOptions {
             max_events_per_session: 1000,
             max_payload_bytes: 1024 * 1024,
             max_sessions: None,
+            poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -61,6 +66,12 @@ impl StoreOptions {
         self
     }
 
+    /// Set the subscription poll interval.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
     /// Check every value's range.
     pub fn validate(&self) -> Result<()> {
         validate::ttl_ms(duration_ms(self.ttl))?;
@@ -71,6 +82,11 @@ impl StoreOptions {
             return Err(Error::invalid(
                 "max_payload_bytes must be 1 byte to 256 MiB",
             ));
+        }
+        if self.poll_interval < Duration::from_millis(1)
+            || self.poll_interval > Duration::from_secs(3600)
+        {
+            return Err(Error::invalid("poll_interval must be 1 ms to 1 h"));
         }
         if self.max_sessions == Some(0) {
             return Err(Error::invalid("max_sessions must be at least 1"));
@@ -103,6 +119,9 @@ impl StoreOptions {
         }
         if let Some(v) = url.take("max_payload_bytes") {
             self.max_payload_bytes = parse_number("max_payload_bytes", &v)?;
+        }
+        if let Some(v) = url.take_duration("poll_interval")? {
+            self.poll_interval = v;
         }
         if let Some(v) = url.take("max_sessions") {
             self.max_sessions = Some(parse_number("max_sessions", &v)?);

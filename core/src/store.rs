@@ -14,6 +14,7 @@ use crate::model::{
     CleanupStats, CreateSession, Event, NewEvent, NewSession, Page, Session, StateEntry,
 };
 use crate::options::{StoreOptions, StoreUrl, duration_ms};
+use crate::subscribe::{Subscription, Wakers};
 use crate::validate;
 
 /// How many times [`Store::update_state`] retries a lost compare-and-set.
@@ -25,6 +26,7 @@ const UPDATE_ATTEMPTS: u32 = 1000;
 pub struct Store {
     backend: Arc<dyn SessionStore>,
     options: Arc<StoreOptions>,
+    wakers: Arc<Wakers>,
 }
 
 impl Store {
@@ -71,6 +73,7 @@ impl Store {
         Ok(Store {
             backend,
             options: Arc::new(options),
+            wakers: Arc::default(),
         })
     }
 
@@ -81,6 +84,7 @@ impl Store {
         Ok(Store {
             backend,
             options: Arc::new(options),
+            wakers: Arc::default(),
         })
     }
 
@@ -149,7 +153,9 @@ impl Store {
     /// live session was deleted.
     pub async fn delete_session(&self, id: &str) -> Result<bool> {
         validate::session_id(id)?;
-        self.backend.delete_session(id).await
+        let deleted = self.backend.delete_session(id).await?;
+        self.wakers.wake(id);
+        Ok(deleted)
     }
 
     /// Live sessions in id order. Pass the page's `next` as `after` to
@@ -284,7 +290,9 @@ impl Store {
         if let Some(data) = &event.data {
             validate::payload("event data", data, self.options.max_payload_bytes)?;
         }
-        self.backend.append_event(id, event).await
+        let event = self.backend.append_event(id, event).await?;
+        self.wakers.wake(id);
+        Ok(event)
     }
 
     /// Events of the cursor's stream after it, oldest first, at most `limit`.
@@ -308,6 +316,21 @@ impl Store {
         validate::session_id(id)?;
         let cursor = EventId::parse(last_event_id, id)?;
         self.events_after(id, &cursor, limit).await
+    }
+
+    /// Follow one stream of a session: the events after `cursor`, then each
+    /// new one as it is appended. See [`Subscription`].
+    ///
+    /// An unknown session is `NotFound` and an expired cursor
+    /// `CursorExpired`, here rather than on the first `next`.
+    pub async fn subscribe(&self, id: &str, cursor: EventId) -> Result<Subscription> {
+        validate::session_id(id)?;
+        validate::stream_id(&cursor.stream_id)?;
+        Subscription::start(self.clone(), id.to_string(), cursor).await
+    }
+
+    pub(crate) fn wakers(&self) -> &Wakers {
+        &self.wakers
     }
 
     // ---- expiry --------------------------------------------------------
