@@ -68,9 +68,17 @@ const SHARED: &[(&str, TestFn)] = tests![
     shared_data_survives_reopen,
     shared_closed_store_is_unavailable,
     shared_subscriber_sees_appends_of_another_handle,
+    shared_two_processes_append_and_increment_while_a_tail_reads,
 ];
 
+/// Set in a child process started by a cross-process test: the child runs
+/// its part and exits instead of running the suite.
+const CHILD_ENV: &str = "MSS_CONFORMANCE_CHILD";
+
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        std::process::exit(rt().block_on(cross_process_child(&spec)));
+    }
     let args = Arguments::from_args();
     let backends = match Backend::from_env() {
         Ok(b) => b,
@@ -1727,6 +1735,157 @@ async fn shared_subscriber_sees_appends_of_another_handle(ns: Namespace) {
         got,
         task.await.unwrap(),
         "every append of the other handle, in order, once"
+    );
+}
+
+const CHILD_TASKS: u64 = 4;
+const CHILD_APPENDS: u64 = 100;
+const CHILD_INCREMENTS: u64 = 50;
+
+/// The child's part: `URL SESSION`. 4 tasks each append 100 events and
+/// increment the counter 50 times; prints the seqs it got, one per line.
+async fn cross_process_child(spec: &str) -> i32 {
+    let Some((url, id)) = spec.split_once(' ') else {
+        eprintln!("child: bad spec {spec:?}");
+        return 2;
+    };
+    let store = match Store::open(url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("child: open: {e}");
+            return 1;
+        }
+    };
+    let tasks: Vec<_> = (0..CHILD_TASKS)
+        .map(|t| {
+            let store = store.clone();
+            let id = id.to_string();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..CHILD_APPENDS {
+                    let e = store
+                        .append_event(
+                            &id,
+                            NewEvent::new("x", json!({"pid": std::process::id(), "t": t, "i": i})),
+                        )
+                        .await?;
+                    seqs.push(e.seq);
+                    if i % 2 == 0 {
+                        store
+                            .update_state(&id, "n", |v| {
+                                Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1))
+                            })
+                            .await?;
+                    }
+                }
+                Ok::<_, mcp_session_store::Error>(seqs)
+            })
+        })
+        .collect();
+    let mut out = String::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(seqs)) => {
+                if !seqs.windows(2).all(|p| p[0] < p[1]) {
+                    eprintln!("child: one task's seqs do not increase: {seqs:?}");
+                    return 1;
+                }
+                for seq in seqs {
+                    out.push_str(&format!("{seq}\n"));
+                }
+            }
+            Ok(Err(e)) => {
+                eprintln!("child: {e}");
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("child: task failed: {e}");
+                return 1;
+            }
+        }
+    }
+    if let Err(e) = store.close().await {
+        eprintln!("child: close: {e}");
+        return 1;
+    }
+    print!("{out}");
+    0
+}
+
+async fn shared_two_processes_append_and_increment_while_a_tail_reads(ns: Namespace) {
+    let store = ns.open().await;
+    let id = session(&store).await;
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::process::Command::new(&exe)
+                .env(CHILD_ENV, format!("{} {id}", ns.url("")))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start a child process")
+        })
+        .collect();
+    let total = 2 * CHILD_TASKS * CHILD_APPENDS;
+    // The tail reader in this process: it must see every seq, in order.
+    let tail = {
+        let store = store.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while (seen.len() as u64) < total && tokio::time::Instant::now() < deadline {
+                let page = store
+                    .events_after(&id, &EventId::new("x", last), 1000)
+                    .await
+                    .expect("tail read");
+                for e in &page.items {
+                    seen.push(e.seq);
+                    last = e.seq;
+                }
+                if page.items.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            seen
+        })
+    };
+    let mut all = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        all.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| l.parse::<u64>().unwrap()),
+        );
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=total).collect();
+    assert_eq!(all, expected, "no lost or duplicate seq across processes");
+    assert_eq!(
+        tail.await.unwrap(),
+        expected,
+        "the tail reader missed nothing, in order"
+    );
+    let n = store
+        .get_state(&id, "n")
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .to_value();
+    assert_eq!(
+        n,
+        json!(2 * CHILD_TASKS * CHILD_APPENDS / 2),
+        "the counter is exact"
     );
 }
 
