@@ -100,8 +100,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Delete every expired session with its state and events.
     async fn cleanup_expired(&self) -> Result<CleanupStats>;
 
-    /// Finish pending writes and release connections. Later calls fail with
-    /// `Unavailable`. The default does nothing.
+    /// Finish pending writes and release connections; a backend with
+    /// connections fails later calls with `Unavailable`. The default (for
+    /// backends without any, like `memory://`) does nothing.
     async fn close(&self) -> Result<()> {
         Ok(())
     }

@@ -30,6 +30,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Store::subscribe`] turns a replay into a live tail of a stream.
+//! Calls need a tokio runtime with its time driver (as `#[tokio::main]` sets
+//! up); on `memory://` every call but `subscribe` and the sweeper also works
+//! on other executors.
+//!
 //! The guarantees every backend keeps are listed on [`SessionStore`]; the
 //! conformance suite in the repository's `tests/` checks them on each backend.
 
