@@ -140,6 +140,20 @@ impl Error {
     pub(crate) fn session_not_found(id: &str) -> Self {
         Error::not_found(format!("session '{id}' not found (or expired)"))
     }
+
+    pub(crate) fn session_exists(id: &str) -> Self {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            format!("session '{id}' already exists"),
+        )
+    }
+
+    pub(crate) fn session_limit(max: u64) -> Self {
+        Error::new(
+            ErrorKind::LimitExceeded,
+            format!("the store holds its maximum of {max} live sessions"),
+        )
+    }
 }
 
 impl fmt::Debug for Error {

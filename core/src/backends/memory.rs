@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use crate::backend::{Expected, SessionStore, check_cursor, check_expected};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
 use crate::model::{CleanupStats, CreateSession, Event, NewEvent, Page, Session, StateEntry};
@@ -175,10 +175,7 @@ impl MemoryBackend {
             Entry::Occupied(mut occupied) => {
                 let mut old = occupied.get().lock();
                 if old.live(now) {
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!("session '{}' already exists", session.id),
-                    ));
+                    return Err(Error::session_exists(&session.id));
                 }
                 // The old session expired: it is invisible, so replace it.
                 old.gone = true;
@@ -211,10 +208,7 @@ impl SessionStore for MemoryBackend {
         let _gate = self.create_gate.lock().await;
         let now = now_ms();
         if self.stored.load(Ordering::Relaxed) >= max && self.count_live(now) >= max {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded,
-                format!("the store holds its maximum of {max} live sessions"),
-            ));
+            return Err(Error::session_limit(max));
         }
         self.insert(req, now)
     }

@@ -708,10 +708,7 @@ async fn apply(
                     .fetch_optional(&mut *conn)
                     .await?;
             if existing.is_some_and(|exp| exp > now) {
-                return refuse(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("session '{}' already exists", req.id),
-                ));
+                return refuse(Error::session_exists(&req.id));
             }
             if let Some(max) = limits.max_sessions {
                 let live: i64 =
@@ -720,10 +717,7 @@ async fn apply(
                         .fetch_one(&mut *conn)
                         .await?;
                 if live as u64 >= max {
-                    return refuse(Error::new(
-                        ErrorKind::LimitExceeded,
-                        format!("the store holds its maximum of {max} live sessions"),
-                    ));
+                    return refuse(Error::session_limit(max));
                 }
             }
             if existing.is_some() {
@@ -829,33 +823,28 @@ async fn apply(
         }
         Op::Append(..) | Op::SetState { .. } => Err(Fail::Abort(unexpected())),
         Op::CleanupBatch => {
-            let state = sqlx::query(
+            // The same batch of expired sessions in each statement: the
+            // sessions go last, so the subquery sees them until then.
+            let mut removed = [0u64; 3];
+            for (n, sql) in [
                 "DELETE FROM mss_state WHERE session_id IN \
                  (SELECT id FROM mss_sessions WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2)",
-            )
-            .bind(now)
-            .bind(CLEANUP_BATCH)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            let events = sqlx::query(
                 "DELETE FROM mss_events WHERE session_id IN \
                  (SELECT id FROM mss_sessions WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2)",
-            )
-            .bind(now)
-            .bind(CLEANUP_BATCH)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            let sessions = sqlx::query(
                 "DELETE FROM mss_sessions WHERE id IN \
                  (SELECT id FROM mss_sessions WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2)",
-            )
-            .bind(now)
-            .bind(CLEANUP_BATCH)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                removed[n] = sqlx::query(sql)
+                    .bind(now)
+                    .bind(CLEANUP_BATCH)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            }
+            let [state, events, sessions] = removed;
             Ok(Reply::Cleanup(CleanupStats::new(sessions, state, events)))
         }
         Op::Close => Ok(Reply::Flag(true)),
