@@ -43,10 +43,15 @@ struct StoreArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the benchmark workloads (W1-W6 of BENCH.md) against a store and
+    /// Run the benchmark workloads (W1-W8 of BENCH.md) against a store and
     /// print one JSON line per workload.
     #[command(long_about = bench::LONG_ABOUT)]
     Bench(bench::BenchArgs),
+
+    /// Internal: one child process of the W7/W8 benchmarks, started by
+    /// `bench` itself.
+    #[command(hide = true)]
+    BenchChild(bench::ChildArgs),
 
     /// List, show, count and delete sessions.
     #[command(subcommand)]
@@ -155,6 +160,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchChild(args) => bench::run_child(args).await,
         Command::Sessions(cmd) => match cmd {
             SessionsCommand::List {
                 store,
