@@ -50,6 +50,7 @@ const ALL: &[(&str, TestFn)] = tests![
     events_on_missing_session_are_not_found,
     subscribe_replays_then_follows_without_gap_or_duplicate,
     subscribe_ends_with_not_found_when_the_session_goes,
+    subscribe_next_is_cancel_safe,
     subscribe_reports_a_subscriber_left_behind_by_trimming,
     expiry_hides_expired_session_before_cleanup,
     expiry_cleanup_removes_exactly_the_expired,
@@ -935,8 +936,15 @@ async fn take(
     out
 }
 
+/// A store whose subscriptions never poll in practice: what they deliver,
+/// appends through the same store woke them for.
+async fn open_without_polling(ns: &Namespace) -> Store {
+    ns.open_with(StoreOptions::default().with_poll_interval(Duration::from_secs(3600)))
+        .await
+}
+
 async fn subscribe_replays_then_follows_without_gap_or_duplicate(ns: Namespace) {
-    let store = ns.open().await;
+    let store = open_without_polling(&ns).await;
     let id = session(&store).await;
     let mut first = Vec::new();
     for i in 0..10 {
@@ -1010,8 +1018,45 @@ async fn subscribe_replays_then_follows_without_gap_or_duplicate(ns: Namespace) 
     assert_eq!(take(&mut empty, 1).await, vec![appended]);
 }
 
+async fn subscribe_next_is_cancel_safe(ns: Namespace) {
+    let store = open_without_polling(&ns).await;
+    let id = session(&store).await;
+    let mut sub = store.subscribe(&id, EventId::start("s")).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                store
+                    .append_event(&id, NewEvent::new("s", json!(i)))
+                    .await
+                    .unwrap();
+                if i % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            }
+        })
+    };
+    // Give up on `next` after a very short time, over and over: a wake-up
+    // consumed by a cancelled call must not be lost (nothing polls here).
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck after {} events",
+            got.len()
+        );
+        if let Ok(item) = tokio::time::timeout(Duration::from_micros(200), sub.next()).await {
+            got.push(item.expect("not ended").expect("no error").seq);
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(got, (1..=100).collect::<Vec<u64>>());
+}
+
 async fn subscribe_ends_with_not_found_when_the_session_goes(ns: Namespace) {
-    let store = ns.open().await;
+    let store = open_without_polling(&ns).await;
     assert_eq!(
         err_kind(store.subscribe("ghost", EventId::start("s")).await),
         ErrorKind::NotFound

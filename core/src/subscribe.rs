@@ -1,11 +1,11 @@
 //! Live delivery: a replay that turns into a live tail.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::Notify;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::event_id::EventId;
@@ -15,10 +15,12 @@ use crate::store::Store;
 /// Events fetched per read while catching up.
 const CHUNK: usize = 1000;
 
-/// Wakes the subscribers of a session when this process appends to it.
+/// Wakes the subscribers of a session when this process appends to it: a
+/// per-session counter that every append bumps, which a subscription
+/// compares with the value it last read the log at.
 #[derive(Debug, Default)]
 pub(crate) struct Wakers {
-    by_session: DashMap<String, Arc<Notify>, foldhash::fast::RandomState>,
+    by_session: DashMap<String, watch::Sender<u64>, foldhash::fast::RandomState>,
 }
 
 impl Wakers {
@@ -27,24 +29,22 @@ impl Wakers {
         if self.by_session.is_empty() {
             return;
         }
-        if let Some(notify) = self.by_session.get(session_id) {
-            notify.notify_waiters();
+        if let Some(tx) = self.by_session.get(session_id) {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
-    fn register(&self, session_id: &str) -> Arc<Notify> {
+    fn register(&self, session_id: &str) -> watch::Receiver<u64> {
         self.by_session
             .entry(session_id.to_string())
-            .or_default()
-            .value()
-            .clone()
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     fn release(&self, session_id: &str) {
-        // Remove the entry once no subscription holds it (the map's own
-        // reference is the only one left).
+        // Remove the entry once no subscription listens.
         self.by_session
-            .remove_if(session_id, |_, notify| Arc::strong_count(notify) == 1);
+            .remove_if(session_id, |_, tx| tx.receiver_count() == 0);
     }
 }
 
@@ -69,8 +69,11 @@ pub struct Subscription {
     session_id: String,
     cursor: EventId,
     buffer: VecDeque<Event>,
-    notify: Arc<Notify>,
+    appended: watch::Receiver<u64>,
     poll: Duration,
+    last_read: Option<Instant>,
+    /// An append was signalled that no completed read has covered yet.
+    stale: bool,
     ended: bool,
 }
 
@@ -80,15 +83,17 @@ impl Subscription {
         session_id: String,
         cursor: EventId,
     ) -> Result<Subscription> {
-        let notify = store.wakers().register(&session_id);
+        let appended = store.wakers().register(&session_id);
         let poll = store.options().poll_interval;
         let mut sub = Subscription {
             store,
             session_id,
             cursor,
             buffer: VecDeque::new(),
-            notify,
+            appended,
             poll,
+            last_read: None,
+            stale: true,
             ended: false,
         };
         // Fail early on an unknown session or an expired cursor.
@@ -107,10 +112,15 @@ impl Subscription {
     }
 
     async fn fetch(&mut self) -> Result<bool> {
+        // Mark the appends seen so far as read before reading: one that
+        // lands during the read shows as a change afterwards.
+        self.appended.borrow_and_update();
+        self.last_read = Some(Instant::now());
         let page = self
             .store
             .events_after(&self.session_id, &self.cursor, CHUNK)
             .await?;
+        self.stale = false;
         match page.items.last() {
             Some(last) => {
                 self.cursor.seq = last.seq;
@@ -121,8 +131,11 @@ impl Subscription {
         }
     }
 
-    /// The next event: replayed, or new. Waits for one to be appended;
-    /// cancel-safe (dropping the future loses nothing).
+    /// The next event: replayed, or new. Waits for one to be appended.
+    ///
+    /// Cancel-safe: dropping the future loses nothing, and calling `next`
+    /// again does not re-read the log before an append through this store
+    /// or the poll interval calls for it.
     pub async fn next(&mut self) -> Option<Result<Event>> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
@@ -131,23 +144,30 @@ impl Subscription {
             if self.ended {
                 return None;
             }
-            // Register for a wake-up before reading, so an append between
-            // the read and the wait is not missed.
-            let notified = self.notify.clone();
-            let notified = notified.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.fetch().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err(e));
+            let deadline = self.last_read.map(|t| t + self.poll);
+            let due = self.stale
+                || deadline.is_none_or(|d| Instant::now() >= d)
+                || self.appended.has_changed().unwrap_or(false);
+            if due {
+                match self.fetch().await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
                 }
             }
+            let deadline = self.last_read.map_or_else(Instant::now, |t| t + self.poll);
             tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                changed = self.appended.changed() => match changed {
+                    // `changed` marks the append seen: remember it until a
+                    // read covers it, also across a cancelled `next`.
+                    Ok(()) => self.stale = true,
+                    // No waker any more: fall back to polling.
+                    Err(_) => tokio::time::sleep_until(deadline).await,
+                },
+                _ = tokio::time::sleep_until(deadline) => {}
             }
         }
     }
@@ -155,8 +175,8 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Let go of our reference first, so `release` sees the others only.
-        self.notify = Arc::new(Notify::new());
+        // Stop listening first, so `release` counts the others only.
+        self.appended = watch::channel(0).1;
         self.store.wakers().release(&self.session_id);
     }
 }
