@@ -1,9 +1,11 @@
 //! Live delivery: a replay that turns into a live tail.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -21,12 +23,15 @@ const CHUNK: usize = 1000;
 #[derive(Debug, Default)]
 pub(crate) struct Wakers {
     by_session: DashMap<String, watch::Sender<u64>, foldhash::fast::RandomState>,
+    /// Entries in `by_session`: appends skip the map while it is zero
+    /// (`DashMap::is_empty` would lock every shard).
+    sessions: AtomicUsize,
 }
 
 impl Wakers {
     /// Called after every successful append or delete through this store.
     pub(crate) fn wake(&self, session_id: &str) {
-        if self.by_session.is_empty() {
+        if self.sessions.load(Ordering::Acquire) == 0 {
             return;
         }
         if let Some(tx) = self.by_session.get(session_id) {
@@ -35,16 +40,24 @@ impl Wakers {
     }
 
     fn register(&self, session_id: &str) -> watch::Receiver<u64> {
-        self.by_session
-            .entry(session_id.to_string())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+        match self.by_session.entry(session_id.to_string()) {
+            Entry::Occupied(entry) => entry.get().subscribe(),
+            Entry::Vacant(entry) => {
+                self.sessions.fetch_add(1, Ordering::AcqRel);
+                entry.insert(watch::channel(0).0).subscribe()
+            }
+        }
     }
 
     fn release(&self, session_id: &str) {
         // Remove the entry once no subscription listens.
-        self.by_session
-            .remove_if(session_id, |_, tx| tx.receiver_count() == 0);
+        if self
+            .by_session
+            .remove_if(session_id, |_, tx| tx.receiver_count() == 0)
+            .is_some()
+        {
+            self.sessions.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
