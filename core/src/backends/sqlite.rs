@@ -33,7 +33,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -171,8 +170,7 @@ impl SqliteBackend {
         url.finish()?;
         let runtime = crate::store::current_runtime()?;
 
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(map_err)?
+        let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
