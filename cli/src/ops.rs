@@ -44,12 +44,10 @@ pub async fn sessions_list(url: &str, limit: usize, after: Option<&str>) -> Resu
 
 pub async fn sessions_get(url: &str, id: &str) -> Result<ExitCode> {
     with_store(url, |store| async move {
-        let session = store.get_session(id).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("session '{id}' not found (or expired)"),
-            )
-        })?;
+        let session = store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| Error::session_not_found(id))?;
         Out::new().line(&session)?;
         Ok(ExitCode::SUCCESS)
     })

@@ -137,7 +137,9 @@ impl Error {
         Error::new(ErrorKind::InvalidInput, message)
     }
 
-    pub(crate) fn session_not_found(id: &str) -> Self {
+    /// `NotFound` for a session that does not exist or has expired, with
+    /// the message every surface uses.
+    pub fn session_not_found(id: &str) -> Self {
         Error::not_found(format!("session '{id}' not found (or expired)"))
     }
 

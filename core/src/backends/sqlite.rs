@@ -1018,12 +1018,25 @@ impl SessionStore for SqliteBackend {
     }
 
     async fn state_keys(&self, id: &str) -> Result<Vec<String>> {
-        Ok(self
-            .state_all(id)
-            .await?
-            .into_iter()
-            .map(|e| e.key)
-            .collect())
+        let rows = sqlx::query(
+            "SELECT st.key FROM mss_sessions s LEFT JOIN mss_state st \
+             ON st.session_id = s.id WHERE s.id = ?1 AND s.expires_at > ?2 ORDER BY st.key",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        if rows.is_empty() {
+            return Err(Error::session_not_found(id));
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(key) = row.try_get::<Option<String>, _>(0).map_err(map_err)? {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
     }
 
     async fn state_all(&self, id: &str) -> Result<Vec<StateEntry>> {
