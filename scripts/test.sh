@@ -29,7 +29,7 @@ done
 
 echo "== bench smoke (correctness counters must be zero)"
 cargo build -q --release -p mcp-session-store-cli
-bin="${CARGO_TARGET_DIR:-target}/release/mcp-session-store"
+bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/mcp-session-store"
 for url in memory:// "sqlite://$work/bench.db"; do
   "$bin" bench --store "$url" --sessions 200 --events 20 --concurrency 8
 done
