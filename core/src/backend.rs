@@ -10,6 +10,11 @@ use crate::event_id::EventId;
 use crate::json::Json;
 use crate::model::{CleanupStats, CreateSession, Event, NewEvent, Page, Session, StateEntry};
 
+/// Called by a backend with the id of a session that another handle or
+/// process appended to; returns false once nobody listens any more (the
+/// store was dropped), and the backend then stops calling it.
+pub type AppendListener = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The version condition of a state write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
@@ -99,6 +104,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 
     /// Delete every expired session with its state and events.
     async fn cleanup_expired(&self) -> Result<CleanupStats>;
+
+    /// Push appends made through other handles or processes to `listener`,
+    /// so that subscriptions wake at once instead of at their next poll.
+    /// [`crate::Store`] calls this once, when it gets its first subscriber.
+    /// Returns true if the backend pushes (Postgres `LISTEN/NOTIFY`, Redis
+    /// pub/sub); the default returns false, and subscriptions poll. Pushes
+    /// only speed delivery up: a missed one delays an event by at most the
+    /// poll interval, it never loses it.
+    fn watch_appends(&self, listener: AppendListener) -> Result<bool> {
+        let _ = listener;
+        Ok(false)
+    }
 
     /// Finish pending writes and release connections; a backend with
     /// connections fails later calls with `Unavailable`. The default (for

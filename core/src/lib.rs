@@ -53,7 +53,7 @@ mod subscribe;
 mod time;
 pub mod validate;
 
-pub use backend::{Expected, SessionStore};
+pub use backend::{AppendListener, Expected, SessionStore};
 pub use error::{Error, ErrorKind, Result};
 pub use event_id::EventId;
 pub use json::Json;

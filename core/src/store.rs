@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::backend::{Expected, SessionStore};
+use crate::backend::{AppendListener, Expected, SessionStore};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -326,7 +326,27 @@ impl Store {
     pub async fn subscribe(&self, id: &str, cursor: EventId) -> Result<Subscription> {
         validate::session_id(id)?;
         validate::stream_id(&cursor.stream_id)?;
+        self.watch_other_appends();
         Subscription::start(self.clone(), id.to_string(), cursor).await
+    }
+
+    /// Ask the backend, once, to push other processes' appends to the wakers.
+    fn watch_other_appends(&self) {
+        if !self.wakers.start_watching() {
+            return;
+        }
+        let wakers = Arc::downgrade(&self.wakers);
+        let listener: AppendListener = Arc::new(move |id: &str| match wakers.upgrade() {
+            Some(wakers) => {
+                wakers.wake(id);
+                true
+            }
+            None => false,
+        });
+        // Without pushes, or if they cannot start, subscriptions poll.
+        if !matches!(self.backend.watch_appends(listener), Ok(true)) {
+            self.wakers.stop_watching();
+        }
     }
 
     pub(crate) fn wakers(&self) -> &Wakers {

@@ -1,7 +1,7 @@
 //! Live delivery: a replay that turns into a live tail.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -26,6 +26,8 @@ pub(crate) struct Wakers {
     /// Entries in `by_session`: appends skip the map while it is zero
     /// (`DashMap::is_empty` would lock every shard).
     sessions: AtomicUsize,
+    /// The backend pushes other processes' appends here (or is starting to).
+    watching: AtomicBool,
 }
 
 impl Wakers {
@@ -37,6 +39,16 @@ impl Wakers {
         if let Some(tx) = self.by_session.get(session_id) {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// True for the one caller that should start the backend's pushes.
+    pub(crate) fn start_watching(&self) -> bool {
+        !self.watching.swap(true, Ordering::AcqRel)
+    }
+
+    /// The backend does not push: a later subscriber may ask again.
+    pub(crate) fn stop_watching(&self) {
+        self.watching.store(false, Ordering::Release);
     }
 
     fn register(&self, session_id: &str) -> watch::Receiver<u64> {
