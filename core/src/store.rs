@@ -64,9 +64,19 @@ impl Store {
                     "sqlite:// needs the `sqlite` cargo feature of mcp-session-store",
                 ));
             }
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Arc::new(
+                crate::backends::postgres::PostgresBackend::open(&mut parsed, limits).await?,
+            ),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => {
+                return Err(Error::invalid(
+                    "postgres:// needs the `postgres` cargo feature of mcp-session-store",
+                ));
+            }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown store scheme {other:?}: expected memory:// or sqlite://PATH"
+                    "unknown store scheme {other:?}: expected memory://, sqlite://PATH, postgres://…, redis://…, rediss://… or dynamodb://TABLE"
                 )));
             }
         };

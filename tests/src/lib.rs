@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use mcp_session_store::{Result, Store, StoreOptions};
 
+/// The backend names `MSS_TEST_BACKENDS` accepts.
+const KNOWN: &str = "memory, sqlite, postgres";
+
 /// A backend under test.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -23,6 +26,51 @@ pub struct Backend {
 enum Kind {
     Memory,
     Sqlite,
+    /// `MSS_TEST_POSTGRES_URL`; each namespace is a schema of its own.
+    Postgres(String),
+}
+
+/// An environment variable, or its default.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A random lower-case name for one test's namespace.
+fn random_name() -> String {
+    format!("mss_t_{:016x}", fastrand::u64(..))
+}
+
+/// Runs a clean-up when the last clone of a namespace is dropped.
+struct Cleanup(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for Cleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cleanup")
+    }
+}
+
+/// Run `f` to completion on a small runtime of its own, from a fresh thread
+/// (a namespace may be dropped inside another runtime).
+fn block_on_fresh<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a runtime")
+            .block_on(f)
+    })
+    .join();
 }
 
 impl Backend {
@@ -37,9 +85,13 @@ impl Backend {
             let kind = match name {
                 "memory" => Kind::Memory,
                 "sqlite" => Kind::Sqlite,
+                "postgres" => Kind::Postgres(env_or(
+                    "MSS_TEST_POSTGRES_URL",
+                    "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+                )),
                 other => {
                     return Err(format!(
-                        "MSS_TEST_BACKENDS names unknown backend {other:?} (known: memory, sqlite)"
+                        "MSS_TEST_BACKENDS names unknown backend {other:?} (known: {KNOWN})"
                     ));
                 }
             };
@@ -61,19 +113,46 @@ impl Backend {
 
     /// A fresh namespace for one test.
     pub fn namespace(&self, test: &str) -> Namespace {
-        let dir = match self.kind {
-            Kind::Memory => None,
-            Kind::Sqlite => Some(Arc::new(
-                tempfile::Builder::new()
-                    .prefix(&format!("mss-{test}-"))
-                    .tempdir()
-                    .expect("create a temporary directory"),
-            )),
-        };
+        let (base, params, cleanup): (String, String, Option<Box<dyn FnOnce() + Send + Sync>>) =
+            match &self.kind {
+                Kind::Memory => ("memory://".to_string(), String::new(), None),
+                Kind::Sqlite => {
+                    let dir = tempfile::Builder::new()
+                        .prefix(&format!("mss-{test}-"))
+                        .tempdir()
+                        .expect("create a temporary directory");
+                    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                    (url, String::new(), Some(Box::new(move || drop(dir))))
+                }
+                Kind::Postgres(url) => {
+                    let schema = random_name();
+                    let params = format!("schema={schema}");
+                    let url = url.clone();
+                    let drop_schema = {
+                        let url = url.clone();
+                        move || block_on_fresh(drop_postgres_schema(url, schema))
+                    };
+                    (url, params, Some(Box::new(drop_schema)))
+                }
+            };
         Namespace {
             backend: self.clone(),
-            dir,
+            base,
+            params,
+            _cleanup: Arc::new(Cleanup(cleanup)),
         }
+    }
+}
+
+async fn drop_postgres_schema(url: String, schema: String) {
+    use sqlx::{Connection, Executor};
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+        let _ = conn
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .await;
+        let _ = conn.close().await;
     }
 }
 
@@ -82,7 +161,11 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Namespace {
     backend: Backend,
-    dir: Option<Arc<tempfile::TempDir>>,
+    /// The URL without the namespace's own parameters.
+    base: String,
+    /// Query parameters that select the namespace (`schema=…`), or `""`.
+    params: String,
+    _cleanup: Arc<Cleanup>,
 }
 
 impl Namespace {
@@ -94,18 +177,14 @@ impl Namespace {
     /// The store URL of this namespace, with extra query parameters
     /// (`"ttl=90s&max_sessions=3"`, or `""`).
     pub fn url(&self, params: &str) -> String {
-        let base = match (&self.backend.kind, &self.dir) {
-            (Kind::Memory, _) => "memory://".to_string(),
-            (Kind::Sqlite, Some(dir)) => {
-                format!("sqlite://{}", dir.path().join("store.db").display())
+        let mut url = self.base.clone();
+        for p in [self.params.as_str(), params] {
+            if !p.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(p);
             }
-            (Kind::Sqlite, None) => unreachable!("a sqlite namespace has a directory"),
-        };
-        if params.is_empty() {
-            base
-        } else {
-            format!("{base}?{params}")
         }
+        url
     }
 
     /// Open a store in this namespace with default options.
