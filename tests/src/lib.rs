@@ -106,6 +106,12 @@ impl Backend {
         Ok(out)
     }
 
+    /// The backend `name` if `MSS_TEST_BACKENDS` selects it, for tests of
+    /// one backend's own features.
+    pub fn selected(name: &str) -> Result<Option<Backend>, String> {
+        Ok(Backend::from_env()?.into_iter().find(|b| b.name == name))
+    }
+
     /// Whether two stores opened on one URL share data (not `memory://`).
     pub fn is_shared(&self) -> bool {
         !matches!(self.kind, Kind::Memory)
@@ -172,6 +178,11 @@ impl Namespace {
     /// The backend.
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// The URL of the server or file, without the namespace's parameters.
+    pub fn base_url(&self) -> &str {
+        &self.base
     }
 
     /// The store URL of this namespace, with extra query parameters

@@ -1,0 +1,322 @@
+//! PostgreSQL's own features: URL options, TLS, LISTEN/NOTIFY, timeouts and
+//! an unreachable server. Runs when `MSS_TEST_BACKENDS` names `postgres`;
+//! otherwise every test is listed as ignored.
+
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
+use mcp_session_store_conformance::{Backend, Namespace};
+use serde_json::json;
+use sqlx::{Connection, Executor};
+
+type TestFn = fn(Namespace) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), (|ns| Box::pin($name(ns))) as TestFn)),*]
+    };
+}
+
+const TESTS: &[(&str, TestFn)] = tests![
+    unreachable_server_is_unavailable_within_connect_timeout,
+    bad_options_are_invalid_input,
+    sslmode_require_connects_over_tls,
+    concurrent_opens_of_a_new_schema_migrate_once,
+    subscriber_is_woken_by_notify_from_another_store,
+    appends_work_without_notify,
+    statement_timeout_is_timeout_and_loses_nothing,
+    cleanup_skips_a_session_a_writer_holds,
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let backend = match Backend::selected("postgres") {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let trials = TESTS
+        .iter()
+        .map(|&(name, f)| {
+            let backend = backend.clone();
+            let ignored = backend.is_none();
+            Trial::test(format!("postgres::{name}"), move || match backend {
+                Some(b) => run(b.namespace(name), f),
+                None => Ok(()),
+            })
+            .with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn run(ns: Namespace, f: TestFn) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f(ns)))).map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "test panicked".to_string())
+            .into()
+    })
+}
+
+/// A connection of the test's own to the namespace's server.
+async fn raw(ns: &Namespace) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(ns.base_url())
+        .await
+        .expect("connect to PostgreSQL")
+}
+
+/// The namespace's schema name (from its `schema=` parameter).
+fn schema(ns: &Namespace) -> String {
+    let url = ns.url("");
+    let (_, query) = url.split_once('?').expect("a namespace URL has parameters");
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("schema="))
+        .expect("a postgres namespace names its schema")
+        .to_string()
+}
+
+async fn unreachable_server_is_unavailable_within_connect_timeout(_ns: Namespace) {
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        Store::open(&format!(
+            "postgres://postgres@127.0.0.1:{port}/test?connect_timeout=500ms"
+        )),
+    )
+    .await
+    .expect("open must give up by itself, not hang");
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains(&port.to_string()), "{err}");
+    // The refused connect is retried until connect_timeout, not longer than
+    // a generous multiple of it (this guards against a hang, it is not a
+    // speed assertion).
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+async fn bad_options_are_invalid_input(ns: Namespace) {
+    for params in [
+        "schema=Bad-Name",
+        "schema=pg_catalog",
+        "schema=1abc",
+        "schema=a_schema_name_that_is_far_too_long_for_a_channel_name_x",
+        "pool_size=0",
+        "pool_size=many",
+        "connect_timeout=0s",
+        "statement_timeout=soon",
+        "notify=maybe",
+        "sslmode=sometimes",
+        "unknown_option=1",
+    ] {
+        let url = format!("{}&{params}", ns.url(""));
+        let err = Store::open(&url).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{params}: {err}");
+    }
+}
+
+async fn sslmode_require_connects_over_tls(ns: Namespace) {
+    let url = ns.url("").replace("sslmode=disable", "sslmode=require");
+    assert!(url.contains("sslmode=require"), "{url}");
+    let store = Store::open(&url).await.expect("open over TLS");
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    store.set_state(&id, "k", json!("over tls")).await.unwrap();
+    let mut conn = raw(&ns).await;
+    // The server reports the store's connections as encrypted.
+    let encrypted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid \
+         WHERE s.ssl AND a.datname = current_database() AND a.pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(encrypted >= 1, "no encrypted connection of the store");
+    assert_eq!(
+        store
+            .get_state(&id, "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .to_value(),
+        json!("over tls")
+    );
+    store.close().await.unwrap();
+}
+
+async fn concurrent_opens_of_a_new_schema_migrate_once(ns: Namespace) {
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let url = ns.url("");
+            tokio::spawn(async move { Store::open(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.unwrap().expect("every concurrent open succeeds"));
+    }
+    let mut conn = raw(&ns).await;
+    let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}.mss_migrations",
+        schema(&ns)
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(applied, 1);
+    let id = stores[0]
+        .create_session(NewSession::new())
+        .await
+        .unwrap()
+        .id;
+    assert!(stores[5].get_session(&id).await.unwrap().is_some());
+}
+
+async fn subscriber_is_woken_by_notify_from_another_store(ns: Namespace) {
+    // The subscriber polls once an hour: only a notification can wake it.
+    let listener = Store::open_with(
+        &ns.url(""),
+        StoreOptions::default().with_poll_interval(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let writer = ns.open().await;
+    let id = writer.create_session(NewSession::new()).await.unwrap().id;
+    let mut sub = listener
+        .subscribe(&id, EventId::start("live"))
+        .await
+        .unwrap();
+    // Appends until the subscriber has seen one: the listener connection
+    // may still be starting when the first append is notified.
+    let mut appended = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = writer
+                .append_event(&id, NewEvent::new("live", json!(appended.len())))
+                .await
+                .unwrap();
+            appended.push(e.seq);
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(500), sub.next()).await
+            {
+                return event.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("a notification woke the subscriber");
+    assert_eq!(got.seq, appended[0]);
+    assert_eq!(got.session_id, id);
+}
+
+async fn appends_work_without_notify(ns: Namespace) {
+    let store = Store::open(&ns.url("notify=false")).await.unwrap();
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    for n in 1..=3 {
+        let e = store
+            .append_event(&id, NewEvent::new("s", json!(n)))
+            .await
+            .unwrap();
+        assert_eq!(e.seq, n);
+    }
+    let page = store
+        .events_after(&id, &EventId::start("s"), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+}
+
+async fn statement_timeout_is_timeout_and_loses_nothing(ns: Namespace) {
+    let store = Store::open(&ns.url("statement_timeout=300ms"))
+        .await
+        .unwrap();
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    store
+        .append_event(&id, NewEvent::new("s", json!("kept")))
+        .await
+        .unwrap();
+    // Another client holds the session row.
+    let mut holder = raw(&ns).await;
+    holder.execute("BEGIN").await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {}.mss_sessions WHERE id = $1 FOR UPDATE",
+        schema(&ns)
+    )))
+    .bind(&id)
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let err = store
+        .append_event(&id, NewEvent::new("s", json!("blocked")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    holder.execute("ROLLBACK").await.unwrap();
+    // Nothing was lost, and the next append takes the next seq.
+    let e = store
+        .append_event(&id, NewEvent::new("s", json!("after")))
+        .await
+        .unwrap();
+    assert_eq!(e.seq, 2);
+    let page = store
+        .events_after(&id, &EventId::start("s"), 10)
+        .await
+        .unwrap();
+    let data: Vec<_> = page
+        .items
+        .iter()
+        .map(|e| e.data.as_ref().unwrap().to_value())
+        .collect();
+    assert_eq!(data, [json!("kept"), json!("after")]);
+}
+
+async fn cleanup_skips_a_session_a_writer_holds(ns: Namespace) {
+    let store = ns.open().await;
+    let held = store
+        .create_session(NewSession::new().with_ttl(Duration::from_millis(50)))
+        .await
+        .unwrap()
+        .id;
+    let free = store
+        .create_session(NewSession::new().with_ttl(Duration::from_millis(50)))
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let mut holder = raw(&ns).await;
+    holder.execute("BEGIN").await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {}.mss_sessions WHERE id = $1 FOR UPDATE",
+        schema(&ns)
+    )))
+    .bind(&held)
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    // Cleanup does not wait for the held row: it removes the other one.
+    let stats = tokio::time::timeout(Duration::from_secs(20), store.cleanup_expired())
+        .await
+        .expect("cleanup does not block on a held row")
+        .unwrap();
+    assert_eq!(stats.sessions, 1);
+    holder.execute("ROLLBACK").await.unwrap();
+    let stats = store.cleanup_expired().await.unwrap();
+    assert_eq!(stats.sessions, 1);
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    let _ = free;
+}
