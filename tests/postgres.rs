@@ -178,7 +178,7 @@ async fn concurrent_opens_of_a_new_schema_migrate_once(ns: Namespace) {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "each migration is applied once");
     let id = stores[0]
         .create_session(NewSession::new())
         .await
@@ -222,6 +222,22 @@ async fn subscriber_is_woken_by_notify_from_another_store(ns: Namespace) {
     .expect("a notification woke the subscriber");
     assert_eq!(got.seq, appended[0]);
     assert_eq!(got.session_id, id);
+    // The listening store is registered, so appends notify; once it closes
+    // they no longer do.
+    let listeners = format!("SELECT count(*) FROM {}.mss_listeners", schema(&ns));
+    let mut conn = raw(&ns).await;
+    let registered: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(listeners.clone()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(registered, 1);
+    drop(sub);
+    listener.close().await.unwrap();
+    let registered: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(listeners))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(registered, 0);
 }
 
 async fn appends_work_without_notify(ns: Namespace) {

@@ -24,9 +24,14 @@
 //! - **Expiry** is the indexed `expires_at` column, checked by every read.
 //!   `cleanup_expired` deletes in batches of 500 sessions, skipping rows that
 //!   a writer holds (`FOR UPDATE SKIP LOCKED`), so it never blocks appends.
-//! - **Live delivery across processes:** with `notify=true` (the default)
-//!   each append also sends `NOTIFY` on the channel `<schema>_mss_events`
-//!   with the session id, and a store with subscribers `LISTEN`s on it.
+//! - **Live delivery across processes:** a store with subscribers `LISTEN`s
+//!   on the channel `<schema>_mss_events` and keeps a row in
+//!   `mss_listeners` fresh (every 10 s, valid 30 s). While any such row is
+//!   live, each append also sends `NOTIFY` with the session id. A notifying
+//!   commit holds a database-wide lock until it is flushed, which
+//!   serializes commits, so appends only notify while someone listens (and
+//!   never with `notify=false`). A missed notification delays an event by at
+//!   most the subscriber's `poll_interval`; it is never lost.
 //!
 //! # Options (URL query parameters)
 //!
@@ -36,7 +41,7 @@
 //! | `pool_size` | `10` | most connections |
 //! | `connect_timeout` | `5s` | how long to wait for a connection (an unreachable server is `Unavailable` after it) |
 //! | `statement_timeout` | `30s` | server-side limit per statement (`Timeout` past it); `0s` disables it |
-//! | `notify` | `true` | send `NOTIFY` on append, so subscribers in other processes wake at once; with `false` they poll |
+//! | `notify` | `true` | send `NOTIFY` on append while a store listens, so subscribers in other processes wake at once; with `false` they poll |
 //!
 //! The connection parameters `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
 //! `host`, `hostaddr`, `port`, `dbname`, `user`, `password`,
@@ -64,11 +69,22 @@ use crate::time::now_ms;
 use crate::validate;
 
 /// Embedded migrations: (version, description, SQL with `{schema}`).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial schema",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial schema",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "listeners",
+        include_str!("../../migrations/postgres/0002_listeners.sql"),
+    ),
+];
+
+/// A listening store renews its `mss_listeners` row this often; the row
+/// counts for three times as long.
+const LISTENER_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Sessions removed per cleanup statement, so appends interleave.
 const CLEANUP_BATCH: i64 = 500;
@@ -116,7 +132,10 @@ impl Sql {
     fn new(schema: &str, channel: Option<&str>) -> Sql {
         let s = schema;
         let notify = match channel {
-            Some(channel) => format!(" CROSS JOIN LATERAL (SELECT pg_notify('{channel}', $1)) n"),
+            Some(channel) => format!(
+                " LEFT JOIN LATERAL (SELECT pg_notify('{channel}', $1) \
+                 WHERE EXISTS (SELECT 1 FROM {s}.mss_listeners WHERE expires_at > $6)) n ON true"
+            ),
             None => String::new(),
         };
         Sql {
@@ -206,6 +225,8 @@ pub struct PostgresBackend {
     sql: Sql,
     limits: Limits,
     closed: AtomicBool,
+    /// This store's row in `mss_listeners` while it listens.
+    listener_id: String,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -336,6 +357,7 @@ impl PostgresBackend {
             channel,
             limits,
             closed: AtomicBool::new(false),
+            listener_id: uuid::Uuid::new_v4().to_string(),
         })
     }
 
@@ -796,6 +818,14 @@ impl SessionStore for PostgresBackend {
     async fn cleanup_expired(&self) -> Result<CleanupStats> {
         self.check_open()?;
         let mut total = CleanupStats::default();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {}.mss_listeners WHERE expires_at <= $1",
+            self.schema
+        )))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         loop {
             let row = sqlx::query(AssertSqlSafe(self.sql.cleanup.as_str()))
                 .bind(now_ms())
@@ -823,7 +853,13 @@ impl SessionStore for PostgresBackend {
         };
         self.check_open()?;
         let runtime = crate::store::current_runtime()?;
-        runtime.spawn(listen(self.pool.clone(), channel, listener));
+        runtime.spawn(listen(
+            self.pool.clone(),
+            self.schema.clone(),
+            self.listener_id.clone(),
+            channel,
+            listener,
+        ));
         Ok(true)
     }
 
@@ -831,17 +867,41 @@ impl SessionStore for PostgresBackend {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        if self.channel.is_some() {
+            // Appends stop notifying for this store at once, not only when
+            // its row expires.
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {}.mss_listeners WHERE id = $1",
+                self.schema
+            )))
+            .bind(&self.listener_id)
+            .execute(&self.pool)
+            .await;
+        }
         self.pool.close().await;
         Ok(())
     }
 }
 
 /// Forward notifications on `channel` to `listener` until it declines or
-/// the pool closes. The driver reconnects after a connection loss;
+/// the pool closes, keeping this store's row in `mss_listeners` fresh so
+/// that appends notify. The driver reconnects after a connection loss;
 /// notifications sent meanwhile are lost, which subscriptions cover by
 /// polling.
-async fn listen(pool: PgPool, channel: String, listener: AppendListener) {
+async fn listen(
+    pool: PgPool,
+    schema: String,
+    id: String,
+    channel: String,
+    listener: AppendListener,
+) {
+    let register = format!(
+        "INSERT INTO {schema}.mss_listeners (id, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
+    );
     let mut pg: Option<PgListener> = None;
+    let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if pool.is_closed() {
             return;
@@ -856,7 +916,10 @@ async fn listen(pool: PgPool, channel: String, listener: AppendListener) {
                 }
                 .await;
                 match connected {
-                    Ok(l) => pg.insert(l),
+                    Ok(l) => {
+                        heartbeat.reset_immediately();
+                        pg.insert(l)
+                    }
                     Err(_) => {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
@@ -864,17 +927,34 @@ async fn listen(pool: PgPool, channel: String, listener: AppendListener) {
                 }
             }
         };
-        match current.recv().await {
-            Ok(notification) => {
-                if !listener(notification.payload()) {
-                    return;
+        tokio::select! {
+            received = current.recv() => match received {
+                Ok(notification) => {
+                    if !listener(notification.payload()) {
+                        break;
+                    }
                 }
-            }
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(_) => {
-                pg = None;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(_) => {
+                    pg = None;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            _ = heartbeat.tick() => {
+                // Best effort: until it succeeds, appends may not notify and
+                // subscriptions poll.
+                let _ = sqlx::query(AssertSqlSafe(register.as_str()))
+                    .bind(&id)
+                    .bind(now_ms() + 3 * LISTENER_HEARTBEAT.as_millis() as i64)
+                    .execute(&pool)
+                    .await;
             }
         }
     }
+    let _ = sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {schema}.mss_listeners WHERE id = $1"
+    )))
+    .bind(&id)
+    .execute(&pool)
+    .await;
 }
