@@ -1380,6 +1380,9 @@ async fn bad_input_gets_the_right_kind_and_keeps_data(ns: Namespace) {
     let events_before = all_events(&store, "intact", "s").await;
 
     let big = json!("x".repeat(2000));
+    // Nested one level deeper than any reader decodes.
+    let too_deep = (0..=validate::MAX_JSON_DEPTH).fold(json!(1), |v, _| json!([v]));
+    let deepest_ok = (0..validate::MAX_JSON_DEPTH).fold(json!(1), |v, _| json!([v]));
     let long_id = "i".repeat(256);
     let long_key = "k".repeat(256);
     use ErrorKind::{InvalidInput, LimitExceeded};
@@ -1473,6 +1476,29 @@ async fn bad_input_gets_the_right_kind_and_keeps_data(ns: Namespace) {
             "oversize update",
             LimitExceeded,
             err_kind(store.update_state("intact", "k", |_| Ok(big.clone())).await),
+        ),
+        (
+            "state nested too deep",
+            InvalidInput,
+            err_kind(store.set_state("intact", "k", too_deep.clone()).await),
+        ),
+        (
+            "event nested too deep",
+            InvalidInput,
+            err_kind(
+                store
+                    .append_event("intact", NewEvent::new("s", too_deep.clone()))
+                    .await,
+            ),
+        ),
+        (
+            "metadata nested too deep",
+            InvalidInput,
+            err_kind(
+                store
+                    .update_session("intact", obj(json!({"n": too_deep.clone()})))
+                    .await,
+            ),
         ),
         (
             "empty stream",
@@ -1579,6 +1605,14 @@ async fn bad_input_gets_the_right_kind_and_keeps_data(ns: Namespace) {
     assert_eq!(store.state_all("intact").await.unwrap(), state_before);
     assert_eq!(all_events(&store, "intact", "s").await, events_before);
     assert_eq!(store.count_sessions().await.unwrap(), 1);
+
+    // The deepest accepted value reads back whole.
+    store
+        .set_state("intact", "deep", deepest_ok.clone())
+        .await
+        .unwrap();
+    let read = store.get_state("intact", "deep").await.unwrap().unwrap();
+    assert_eq!(read.value.to_value(), deepest_ok);
 }
 
 async fn limits_max_sessions_counts_live_sessions(ns: Namespace) {

@@ -28,7 +28,13 @@ impl Json {
     pub fn parse(text: &str) -> Result<Json> {
         serde_json::from_str::<IgnoredAny>(text)
             .map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+        check_depth(text)?;
         Ok(Json(Arc::from(text)))
+    }
+
+    /// How deeply arrays and objects nest (0 for a scalar).
+    pub fn depth(&self) -> usize {
+        nesting_depth(&self.0)
     }
 
     /// Encode a serializable value. A value JSON cannot represent (a map with
@@ -132,6 +138,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(nesting_depth("1"), 0);
+        assert_eq!(nesting_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(nesting_depth(r#"["[[[\"[[", {"}}{{": "]"}]"#), 2);
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(
+            Json::parse(&deep).unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(Json::parse(&ok).unwrap().depth(), MAX_DEPTH);
+        assert!(
+            serde_json::from_str::<Value>(&ok).is_ok(),
+            "readers decode the deepest accepted value"
+        );
+    }
+
+    #[test]
     fn parse_validates() {
         assert!(Json::parse(r#"{"a":[1,2,{"b":null}]}"#).is_ok());
         for bad in ["", "{", "{'a':1}", "[1,]", "nul", "1 2"] {
@@ -157,4 +181,45 @@ mod tests {
         let err = Json::from_serialize(&m).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
     }
+}
+
+/// The deepest nesting of arrays and objects a stored value may have: what
+/// `serde_json` reads back into a `Value` (and what every binding converts).
+pub const MAX_DEPTH: usize = 127;
+
+/// How deeply arrays and objects nest in valid JSON `text`.
+pub(crate) fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// `InvalidInput` if `text` nests deeper than [`MAX_DEPTH`].
+pub(crate) fn check_depth(text: &str) -> Result<()> {
+    let depth = nesting_depth(text);
+    if depth > MAX_DEPTH {
+        return Err(Error::invalid(format!(
+            "JSON nests {depth} levels deep, over the limit of {MAX_DEPTH}"
+        )));
+    }
+    Ok(())
 }

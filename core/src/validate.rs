@@ -5,6 +5,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::Json;
+pub use crate::json::MAX_DEPTH as MAX_JSON_DEPTH;
 use serde_json::{Map, Value};
 
 /// Longest session id, state key, stream id and event type, in bytes.
@@ -72,14 +73,25 @@ pub fn payload(what: &str, json: &Json, max_bytes: usize) -> Result<()> {
             ),
         ));
     }
-    Ok(())
+    crate::json::check_depth(json.as_str())
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{what}: {}", e.message())))
 }
 
-/// Metadata whose JSON encoding is within `max_bytes`.
+/// Metadata whose JSON encoding is within `max_bytes` and nests at most
+/// [`crate::json::MAX_DEPTH`] levels.
 pub fn metadata(metadata: &Map<String, Value>, max_bytes: usize) -> Result<()> {
-    let size = serde_json::to_string(metadata)
-        .map(|s| s.len())
-        .unwrap_or(usize::MAX);
+    let text = serde_json::to_string(metadata).unwrap_or_default();
+    crate::json::check_depth(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("metadata: {}", e.message()),
+        )
+    })?;
+    let size = if text.is_empty() {
+        usize::MAX
+    } else {
+        text.len()
+    };
     if size > max_bytes {
         return Err(Error::new(
             ErrorKind::LimitExceeded,
