@@ -1,0 +1,418 @@
+'use strict'
+
+const native = require('../index.js')
+const errors = require('./errors.js')
+const { call, callSync, ConflictError } = errors
+
+// ---- argument checks (wrong JS types are TypeError) -------------------------
+
+function str(value, name) {
+  if (typeof value !== 'string') {
+    throw new TypeError(`${name} must be a string, got ${describe(value)}`)
+  }
+  return value
+}
+
+function optStr(value, name) {
+  return value === undefined || value === null ? undefined : str(value, name)
+}
+
+function num(value, name) {
+  if (typeof value !== 'number') {
+    throw new TypeError(`${name} must be a number, got ${describe(value)}`)
+  }
+  return value
+}
+
+function optNum(value, name) {
+  return value === undefined || value === null ? undefined : num(value, name)
+}
+
+function obj(value, name) {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`${name} must be an object, got ${describe(value)}`)
+  }
+  return value
+}
+
+function defined(value, name) {
+  if (value === undefined) throw new TypeError(`${name} is required (undefined is not a JSON value)`)
+  return value
+}
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value
+}
+
+function toEventStoreCursor(sessionId, cursor) {
+  // A wire id (string) or a position { streamId, seq }.
+  if (typeof cursor === 'string') {
+    const pos = callSync(() => native.parseEventId(cursor, sessionId))
+    return pos
+  }
+  if (cursor && typeof cursor === 'object' && !Array.isArray(cursor)) {
+    return { streamId: str(cursor.streamId, 'cursor.streamId'), seq: optNum(cursor.seq, 'cursor.seq') ?? 0 }
+  }
+  throw new TypeError(`cursor must be a wire event id (string) or { streamId, seq }, got ${describe(cursor)}`)
+}
+
+function openOptions(options) {
+  const o = obj(options, 'options')
+  const ttl = o.ttlMs ?? o.ttl
+  return {
+    ttlMs: typeof ttl === 'string' ? undefined : optNum(ttl, 'options.ttlMs'),
+    maxEventsPerSession: optNum(o.maxEventsPerSession, 'options.maxEventsPerSession'),
+    maxPayloadBytes: optNum(o.maxPayloadBytes, 'options.maxPayloadBytes'),
+    maxSessions: optNum(o.maxSessions, 'options.maxSessions'),
+    pollIntervalMs: optNum(o.pollIntervalMs, 'options.pollIntervalMs'),
+  }
+}
+
+// ---- the store --------------------------------------------------------------
+
+/**
+ * A store opened from a URL. One instance is safe to share between all the
+ * concurrent requests of a process; every method returns a Promise.
+ */
+class Store {
+  /** @param {never} handle */
+  constructor(handle) {
+    if (!(handle instanceof native.NativeStore)) {
+      throw new TypeError('use `await Store.open(url, options)` to open a store')
+    }
+    this._native = handle
+  }
+
+  /** Open the store at `url` (`memory://`, `sqlite://PATH`, …). */
+  static async open(url, options) {
+    str(url, 'url')
+    const o = obj(options, 'options')
+    if (typeof (o.ttlMs ?? o.ttl) === 'string') {
+      // A duration string goes through the URL, where the core parses it.
+      const sep = url.includes('?') ? '&' : '?'
+      url = `${url}${sep}ttl=${encodeURIComponent(o.ttlMs ?? o.ttl)}`
+    }
+    const handle = await call(() => native.openStore(url, openOptions(o)))
+    return new Store(handle)
+  }
+
+  /** The backend's name: `"memory"`, `"sqlite"`, … */
+  get backend() {
+    return this._native.backend
+  }
+
+  /** Finish pending writes and release the backend's connections. */
+  async close() {
+    return call(() => this._native.close())
+  }
+
+  // sessions
+
+  async createSession(options) {
+    const o = obj(options, 'options')
+    return call(() =>
+      this._native.createSession(
+        optStr(o.id, 'options.id'),
+        o.metadata === undefined || o.metadata === null ? undefined : obj(o.metadata, 'options.metadata'),
+        optNum(o.ttlMs, 'options.ttlMs'),
+      ),
+    )
+  }
+
+  async getSession(sessionId) {
+    return call(() => this._native.getSession(str(sessionId, 'sessionId')))
+  }
+
+  async updateSession(sessionId, patch) {
+    str(sessionId, 'sessionId')
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
+      throw new TypeError(`patch must be an object, got ${describe(patch)}`)
+    }
+    return call(() => this._native.updateSession(sessionId, patch))
+  }
+
+  async touchSession(sessionId) {
+    return call(() => this._native.touchSession(str(sessionId, 'sessionId')))
+  }
+
+  async deleteSession(sessionId) {
+    return call(() => this._native.deleteSession(str(sessionId, 'sessionId')))
+  }
+
+  async listSessions(options) {
+    const o = obj(options, 'options')
+    return call(() => this._native.listSessions(optStr(o.after, 'options.after'), optNum(o.limit, 'options.limit')))
+  }
+
+  /** Every live session, page by page. */
+  async *sessions(options) {
+    const o = obj(options, 'options')
+    let after = optStr(o.after, 'options.after')
+    const limit = optNum(o.pageSize, 'options.pageSize') ?? 100
+    for (;;) {
+      const page = await this.listSessions({ after, limit })
+      yield* page.items
+      if (page.next === undefined || page.next === null) return
+      after = page.next
+    }
+  }
+
+  async countSessions() {
+    return call(() => this._native.countSessions())
+  }
+
+  // state
+
+  async getState(sessionId, key) {
+    return call(() => this._native.getState(str(sessionId, 'sessionId'), str(key, 'key')))
+  }
+
+  async setState(sessionId, key, value) {
+    return call(() => this._native.setState(str(sessionId, 'sessionId'), str(key, 'key'), defined(value, 'value')))
+  }
+
+  async setStateIfVersion(sessionId, key, value, expectedVersion) {
+    str(sessionId, 'sessionId')
+    str(key, 'key')
+    defined(value, 'value')
+    if (expectedVersion !== null && typeof expectedVersion !== 'number') {
+      throw new TypeError(
+        `expectedVersion must be a number, or null for "only if absent", got ${describe(expectedVersion)}`,
+      )
+    }
+    return call(() => this._native.setStateIfVersion(sessionId, key, value, expectedVersion ?? undefined))
+  }
+
+  /**
+   * Atomically replace a key's value with `await fn(current)` (`undefined`
+   * when absent), retrying when another writer got in between. `fn` may run
+   * more than once. Returns the new entry.
+   */
+  async updateState(sessionId, key, fn) {
+    str(sessionId, 'sessionId')
+    str(key, 'key')
+    if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${describe(fn)}`)
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      const current = await this.getState(sessionId, key)
+      const value = await fn(current ? current.value : undefined)
+      try {
+        const version = await this.setStateIfVersion(sessionId, key, value, current ? current.version : null)
+        return { key, value, version }
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err
+        const ceiling = Math.min(5, 0.02 * 2 ** Math.min(attempt, 8))
+        await new Promise((r) => setTimeout(r, Math.random() * ceiling))
+      }
+    }
+    throw new ConflictError(`update of state key ${JSON.stringify(key)} lost 1000 races in a row`)
+  }
+
+  async deleteState(sessionId, key) {
+    return call(() => this._native.deleteState(str(sessionId, 'sessionId'), str(key, 'key')))
+  }
+
+  async stateKeys(sessionId) {
+    return call(() => this._native.stateKeys(str(sessionId, 'sessionId')))
+  }
+
+  async stateAll(sessionId) {
+    return call(() => this._native.stateAll(str(sessionId, 'sessionId')))
+  }
+
+  // events
+
+  /** Append `data` (any JSON value) on `streamId`. */
+  async appendEvent(sessionId, streamId, data, options) {
+    str(sessionId, 'sessionId')
+    str(streamId, 'streamId')
+    defined(data, 'data')
+    const o = obj(options, 'options')
+    return call(() =>
+      this._native.appendEvent(
+        sessionId,
+        streamId,
+        data,
+        optStr(o.eventType, 'options.eventType'),
+        optNum(o.retryMs, 'options.retryMs'),
+      ),
+    )
+  }
+
+  /** Append a priming event: an id (a valid cursor) with no data. */
+  async appendPrimingEvent(sessionId, streamId, options) {
+    str(sessionId, 'sessionId')
+    str(streamId, 'streamId')
+    const o = obj(options, 'options')
+    return call(() =>
+      this._native.appendEvent(sessionId, streamId, undefined, undefined, optNum(o.retryMs, 'options.retryMs')),
+    )
+  }
+
+  /**
+   * One page of the cursor's stream after the cursor: a wire id or
+   * `{ streamId, seq }` (`seq` 0 or absent: from the start).
+   */
+  async eventsAfter(sessionId, cursor, options) {
+    str(sessionId, 'sessionId')
+    const o = obj(options, 'options')
+    const limit = optNum(o.limit, 'options.limit')
+    const pos = toEventStoreCursor(sessionId, cursor)
+    return call(() => this._native.eventsAfter(sessionId, pos.streamId, pos.seq, limit))
+  }
+
+  /** `eventsAfter` for a `Last-Event-ID`. */
+  async replay(sessionId, lastEventId, options) {
+    str(sessionId, 'sessionId')
+    str(lastEventId, 'lastEventId')
+    const o = obj(options, 'options')
+    return call(() => this._native.replay(sessionId, lastEventId, optNum(o.limit, 'options.limit')))
+  }
+
+  /** Every event of the cursor's stream after it, as an async iterator (paginated). */
+  async *events(sessionId, cursor, options) {
+    str(sessionId, 'sessionId')
+    const o = obj(options, 'options')
+    const limit = optNum(o.pageSize, 'options.pageSize') ?? 1000
+    let pos = toEventStoreCursor(sessionId, cursor)
+    for (;;) {
+      const page = await call(() => this._native.eventsAfter(sessionId, pos.streamId, pos.seq, limit))
+      yield* page.items
+      if (page.items.length < limit) return
+      const last = page.items[page.items.length - 1]
+      pos = { streamId: last.streamId, seq: last.seq }
+    }
+  }
+
+  /**
+   * Follow one stream: the events after the cursor, then each new one as it
+   * is appended. Use it with `for await`; `close()` (or leaving the loop)
+   * stops it.
+   */
+  async subscribe(sessionId, cursor) {
+    str(sessionId, 'sessionId')
+    const pos = toEventStoreCursor(sessionId, cursor)
+    const handle = await call(() => this._native.subscribe(sessionId, pos.streamId, pos.seq))
+    return new Subscription(handle)
+  }
+
+  async cleanupExpired() {
+    return call(() => this._native.cleanupExpired())
+  }
+
+  /** Run `cleanupExpired` every `intervalMs` until `stop()`. */
+  async startSweeper(intervalMs) {
+    const handle = await call(() => this._native.startSweeper(num(intervalMs, 'intervalMs')))
+    return new Sweeper(handle)
+  }
+
+  // the @modelcontextprotocol/sdk adapter
+
+  /** An SDK `EventStore` scoped to one session. */
+  eventStore(sessionId) {
+    return new SessionEventStore(this, str(sessionId, 'sessionId'))
+  }
+
+  /** Options for one `StreamableHTTPServerTransport`; see lib/sdk.js. */
+  transportOptions(options) {
+    return require('./sdk.js').transportOptions(this, options)
+  }
+
+  /** A transport for a session known to the store (after a restart), or null. */
+  async restoreTransport(sessionId, options) {
+    return require('./sdk.js').restoreTransport(this, sessionId, options)
+  }
+}
+
+class Subscription {
+  constructor(handle) {
+    this._native = handle
+    this._done = false
+  }
+
+  /** The next event, or `null` once closed. */
+  async next() {
+    if (this._done) return null
+    const event = await call(() => this._native.next())
+    if (event === null || event === undefined) {
+      this._done = true
+      return null
+    }
+    return event
+  }
+
+  close() {
+    this._done = true
+    this._native.close()
+  }
+
+  async *[Symbol.asyncIterator]() {
+    try {
+      for (;;) {
+        const event = await this.next()
+        if (event === null) return
+        yield event
+      }
+    } finally {
+      this.close()
+    }
+  }
+}
+
+class Sweeper {
+  constructor(handle) {
+    this._native = handle
+  }
+
+  get stats() {
+    return this._native.stats()
+  }
+
+  stop() {
+    this._native.stop()
+  }
+}
+
+/** Format the wire id of (`streamId`, `seq`) in `sessionId`. */
+function formatEventId(sessionId, streamId, seq) {
+  return callSync(() =>
+    native.formatEventId(str(sessionId, 'sessionId'), str(streamId, 'streamId'), num(seq, 'seq')),
+  )
+}
+
+/** Parse a wire id of `sessionId`: `{ streamId, seq }`; foreign or altered ids throw InvalidInputError. */
+function parseEventId(wireId, sessionId) {
+  return callSync(() => native.parseEventId(str(wireId, 'wireId'), str(sessionId, 'sessionId')))
+}
+
+/** A new session id as the store mints them (UUID v4). */
+function newSessionId() {
+  return native.newSessionId()
+}
+
+const { SessionEventStore } = require('./event-store.js')
+
+module.exports = {
+  Store,
+  Subscription,
+  Sweeper,
+  SessionEventStore,
+  formatEventId,
+  parseEventId,
+  newSessionId,
+  coreVersion: native.coreVersion,
+  SessionStoreError: errors.SessionStoreError,
+  NotFoundError: errors.NotFoundError,
+  AlreadyExistsError: errors.AlreadyExistsError,
+  ConflictError: errors.ConflictError,
+  InvalidInputError: errors.InvalidInputError,
+  LimitExceededError: errors.LimitExceededError,
+  CursorExpiredError: errors.CursorExpiredError,
+  UnavailableError: errors.UnavailableError,
+  TimeoutError: errors.TimeoutError,
+  BackendError: errors.BackendError,
+  InternalError: errors.InternalError,
+  ERROR_CODES: errors.ERROR_CODES,
+}
