@@ -132,6 +132,47 @@ impl<'de> Deserialize<'de> for Json {
     }
 }
 
+/// The deepest nesting of arrays and objects a stored value may have: what
+/// `serde_json` reads back into a `Value` (and what every binding converts).
+pub const MAX_DEPTH: usize = 127;
+
+/// How deeply arrays and objects nest in valid JSON `text`.
+pub(crate) fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// `InvalidInput` if `text` nests deeper than [`MAX_DEPTH`].
+pub(crate) fn check_depth(text: &str) -> Result<()> {
+    let depth = nesting_depth(text);
+    if depth > MAX_DEPTH {
+        return Err(Error::invalid(format!(
+            "JSON nests {depth} levels deep, over the limit of {MAX_DEPTH}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,45 +222,4 @@ mod tests {
         let err = Json::from_serialize(&m).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
     }
-}
-
-/// The deepest nesting of arrays and objects a stored value may have: what
-/// `serde_json` reads back into a `Value` (and what every binding converts).
-pub const MAX_DEPTH: usize = 127;
-
-/// How deeply arrays and objects nest in valid JSON `text`.
-pub(crate) fn nesting_depth(text: &str) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
-/// `InvalidInput` if `text` nests deeper than [`MAX_DEPTH`].
-pub(crate) fn check_depth(text: &str) -> Result<()> {
-    let depth = nesting_depth(text);
-    if depth > MAX_DEPTH {
-        return Err(Error::invalid(format!(
-            "JSON nests {depth} levels deep, over the limit of {MAX_DEPTH}"
-        )));
-    }
-    Ok(())
 }
