@@ -27,6 +27,7 @@ for service in "$@"; do
     memory|sqlite) ;;
     postgres) start_postgres ;;
     redis) start_redis ;;
+    dynamodb) "$(dirname "$0")/dynamodb.sh" ;;
     *) echo "unknown service: $service" >&2; exit 2 ;;
   esac
 done

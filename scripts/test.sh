@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: starts what the selected
-# backends need, runs the unit tests and the conformance suite on every
-# backend in MSS_TEST_BACKENDS (default memory,sqlite), runs the quickstart
-# and a small benchmark whose correctness counters must be zero.
+# backends need (PostgreSQL, Redis, the DynamoDB emulator), runs the unit
+# tests and the conformance suite on every backend in MSS_TEST_BACKENDS
+# (default: all five), the quickstart, a small benchmark whose correctness
+# counters must be zero, then the C, Python, Node and Elixir suites.
+#
+#   MSS_TEST_BACKENDS=memory,sqlite scripts/test.sh   # no servers needed
+#   MSS_TEST_SUITES=rust,c scripts/test.sh            # a subset of the suites
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-export MSS_TEST_BACKENDS="${MSS_TEST_BACKENDS:-memory,sqlite}"
+export MSS_TEST_BACKENDS="${MSS_TEST_BACKENDS:-memory,sqlite,postgres,redis,dynamodb}"
+suites="${MSS_TEST_SUITES:-rust,c,python,node,elixir}"
+has() { [[ ",$1," == *,$2,* ]]; }
 
 scripts/services.sh ${MSS_TEST_BACKENDS//,/ }
 
@@ -14,29 +20,61 @@ start=$(date +%s)
 log=$(mktemp)
 work=$(mktemp -d)
 trap 'rm -rf "$log" "$work"' EXIT
+failed_suites=()
 
-echo "== cargo test (backends: $MSS_TEST_BACKENDS)"
-cargo test --workspace --all-targets 2>&1 | tee "$log"
-cargo test --workspace --doc 2>&1 | tee -a "$log"
+if has "$suites" rust; then
+  echo "== cargo test (backends: $MSS_TEST_BACKENDS)"
+  cargo test --workspace --all-targets 2>&1 | tee -a "$log"
+  cargo test --workspace --doc 2>&1 | tee -a "$log"
 
-echo "== quickstart"
-for url in memory:// "sqlite://$work/quickstart.db"; do
-  out=$(cargo run -q -p mcp-session-store-examples --example quickstart -- "$url")
-  echo "$out"
-  grep -q 'replaying 3 missed events of stream "2"' <<<"$out" || { echo "quickstart did not print the replay for $url" >&2; exit 1; }
-  [ "$(grep -c '^id: ' <<<"$out")" = 3 ] || { echo "quickstart replayed the wrong events for $url" >&2; exit 1; }
-done
+  echo "== quickstart"
+  for url in memory:// "sqlite://$work/quickstart.db"; do
+    out=$(cargo run -q -p mcp-session-store-examples --example quickstart -- "$url")
+    echo "$out"
+    grep -q 'replaying 3 missed events of stream "2"' <<<"$out" || { echo "quickstart did not print the replay for $url" >&2; exit 1; }
+    [ "$(grep -c '^id: ' <<<"$out")" = 3 ] || { echo "quickstart replayed the wrong events for $url" >&2; exit 1; }
+  done
 
-echo "== bench smoke (correctness counters must be zero)"
-cargo build -q --release -p mcp-session-store-cli
-bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/mcp-session-store"
-for url in memory:// "sqlite://$work/bench.db"; do
-  "$bin" bench --store "$url" --sessions 200 --events 20 --concurrency 8
-done
+  echo "== bench smoke (correctness counters must be zero)"
+  cargo build -q --release -p mcp-session-store-cli
+  bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/mcp-session-store"
+  urls=(memory:// "sqlite://$work/bench.db")
+  ns="mss_t_bench_$$"
+  with() { if [[ "$1" == *\?* ]]; then echo "$1&$2"; else echo "$1?$2"; fi; }
+  has "$MSS_TEST_BACKENDS" postgres && urls+=("$(with "${MSS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}" "schema=$ns")")
+  has "$MSS_TEST_BACKENDS" redis && urls+=("$(with "${MSS_TEST_REDIS_URL:-redis://127.0.0.1:6379}" "key_prefix=$ns:")")
+  has "$MSS_TEST_BACKENDS" dynamodb && urls+=("dynamodb://$ns?endpoint=${MSS_TEST_DYNAMODB_ENDPOINT:-http://127.0.0.1:8000}&region=us-east-1&create_table=true")
+  for url in "${urls[@]}"; do
+    case "$url" in
+      dynamodb:*) "$bin" bench --store "$url" --sessions 20 --events 5 --concurrency 4 --only W1,W2,W3a,W4,W6 ;;
+      *) "$bin" bench --store "$url" --sessions 200 --events 20 --concurrency 8 ;;
+    esac
+  done
+fi
+
+# The binding suites: each prints "… N passed, M failed" last.
+run_suite() {
+  local name="$1" script="$2"
+  has "$suites" "$name" || return 0
+  echo "== $name ($script)"
+  if ! "$script" 2>&1 | tee -a "$log"; then
+    failed_suites+=("$name")
+  fi
+}
+run_suite c ffi/tests/run.sh
+run_suite python bindings/python/test.sh
+run_suite node bindings/node/test.sh
+run_suite elixir bindings/elixir/test.sh
+
+scripts/drop-test-namespaces.sh
 
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo
 echo "took $(( $(date +%s) - start )) s"
+if [ "${#failed_suites[@]}" -gt 0 ]; then
+  echo "failed suites: ${failed_suites[*]}"
+  failed=$((failed > 0 ? failed : ${#failed_suites[@]}))
+fi
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -74,6 +74,26 @@ impl Store {
                     "postgres:// needs the `postgres` cargo feature of mcp-session-store",
                 ));
             }
+            #[cfg(feature = "dynamodb")]
+            "dynamodb" => {
+                Arc::new(crate::backends::dynamodb::DynamoBackend::open(&mut parsed, limits).await?)
+            }
+            #[cfg(not(feature = "dynamodb"))]
+            "dynamodb" => {
+                return Err(Error::invalid(
+                    "dynamodb:// needs the `dynamodb` cargo feature of mcp-session-store",
+                ));
+            }
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" => {
+                Arc::new(crate::backends::redis::RedisBackend::open(&mut parsed, limits).await?)
+            }
+            #[cfg(not(feature = "redis"))]
+            "redis" | "rediss" => {
+                return Err(Error::invalid(
+                    "redis:// needs the `redis` cargo feature of mcp-session-store",
+                ));
+            }
             other => {
                 return Err(Error::invalid(format!(
                     "unknown store scheme {other:?}: expected memory://, sqlite://PATH, postgres://…, redis://…, rediss://… or dynamodb://TABLE"

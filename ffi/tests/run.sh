@@ -50,9 +50,10 @@ else
 fi
 
 # ---- 2. the libraries -------------------------------------------------------------
-# MSS_FFI_FEATURES (e.g. "postgres,redis") adds the core's server backends.
+# The default features build every backend in; MSS_FFI_FEATURES (e.g.
+# "postgres,redis") builds only those server backends instead.
 features=()
-[ -n "${MSS_FFI_FEATURES:-}" ] && features=(--features "$MSS_FFI_FEATURES")
+[ -n "${MSS_FFI_FEATURES:-}" ] && features=(--no-default-features --features "$MSS_FFI_FEATURES")
 if ! cargo build -p mcp-session-store-ffi "${features[@]}" >&2; then
   fail "build mcp-session-store-ffi"
   finish

@@ -5,14 +5,16 @@
 //! `memory,sqlite`). `memory` and `sqlite` need nothing else: each test gets
 //! a new in-process store or a new database file in its own temporary
 //! directory, removed when the test ends. Backends that talk to a server
-//! join by reading their URL from `MSS_TEST_<NAME>_URL` in [`Backend::from_env`].
+//! join by reading their URL from `MSS_TEST_<NAME>_URL` in [`Backend::from_env`]
+//! (DynamoDB: `MSS_TEST_DYNAMODB_ENDPOINT`, default `http://127.0.0.1:8000`;
+//! each namespace is a table of its own, deleted when the namespace drops).
 
 use std::sync::Arc;
 
 use mcp_session_store::{Result, Store, StoreOptions};
 
 /// The backend names `MSS_TEST_BACKENDS` accepts.
-const KNOWN: &str = "memory, sqlite, postgres";
+const KNOWN: &str = "memory, sqlite, postgres, dynamodb, redis";
 
 /// A backend under test.
 #[derive(Debug, Clone)]
@@ -28,6 +30,10 @@ enum Kind {
     Sqlite,
     /// `MSS_TEST_POSTGRES_URL`; each namespace is a schema of its own.
     Postgres(String),
+    /// `MSS_TEST_DYNAMODB_ENDPOINT`; each namespace is a table of its own.
+    Dynamodb(String),
+    /// `MSS_TEST_REDIS_URL`; each namespace is a key prefix of its own.
+    Redis(String),
 }
 
 /// An environment variable, or its default.
@@ -45,6 +51,9 @@ fn random_name() -> String {
 
 /// Runs a clean-up when the last clone of a namespace is dropped.
 struct Cleanup(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+/// A namespace's clean-up, run once when it drops.
+type CleanupFn = Box<dyn FnOnce() + Send + Sync>;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -89,6 +98,11 @@ impl Backend {
                     "MSS_TEST_POSTGRES_URL",
                     "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
                 )),
+                "redis" => Kind::Redis(env_or("MSS_TEST_REDIS_URL", "redis://127.0.0.1:6379")),
+                "dynamodb" => Kind::Dynamodb(env_or(
+                    "MSS_TEST_DYNAMODB_ENDPOINT",
+                    "http://127.0.0.1:8000",
+                )),
                 other => {
                     return Err(format!(
                         "MSS_TEST_BACKENDS names unknown backend {other:?} (known: {KNOWN})"
@@ -119,34 +133,90 @@ impl Backend {
 
     /// A fresh namespace for one test.
     pub fn namespace(&self, test: &str) -> Namespace {
-        let (base, params, cleanup): (String, String, Option<Box<dyn FnOnce() + Send + Sync>>) =
-            match &self.kind {
-                Kind::Memory => ("memory://".to_string(), String::new(), None),
-                Kind::Sqlite => {
-                    let dir = tempfile::Builder::new()
-                        .prefix(&format!("mss-{test}-"))
-                        .tempdir()
-                        .expect("create a temporary directory");
-                    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-                    (url, String::new(), Some(Box::new(move || drop(dir))))
-                }
-                Kind::Postgres(url) => {
-                    let schema = random_name();
-                    let params = format!("schema={schema}");
+        let (base, params, cleanup): (String, String, Option<CleanupFn>) = match &self.kind {
+            Kind::Memory => ("memory://".to_string(), String::new(), None),
+            Kind::Sqlite => {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("mss-{test}-"))
+                    .tempdir()
+                    .expect("create a temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                (url, String::new(), Some(Box::new(move || drop(dir))))
+            }
+            Kind::Postgres(url) => {
+                let schema = random_name();
+                let params = format!("schema={schema}");
+                let url = url.clone();
+                let drop_schema = {
                     let url = url.clone();
-                    let drop_schema = {
-                        let url = url.clone();
-                        move || block_on_fresh(drop_postgres_schema(url, schema))
-                    };
-                    (url, params, Some(Box::new(drop_schema)))
-                }
-            };
+                    move || block_on_fresh(drop_postgres_schema(url, schema))
+                };
+                (url, params, Some(Box::new(drop_schema)))
+            }
+            Kind::Dynamodb(endpoint) => {
+                let table = random_name();
+                let params = format!("endpoint={endpoint}&region=us-east-1&create_table=true");
+                let url = format!("dynamodb://{table}");
+                (url, params, dynamodb_cleanup(endpoint.clone(), table))
+            }
+            Kind::Redis(url) => {
+                let prefix = format!("{}:", random_name());
+                let params = format!("key_prefix={prefix}");
+                (url.clone(), params, redis_cleanup(url.clone(), prefix))
+            }
+        };
         Namespace {
             backend: self.clone(),
             base,
             params,
             _cleanup: Arc::new(Cleanup(cleanup)),
         }
+    }
+}
+
+/// Deletes every key of a namespace's prefix (SCAN + DEL) when the
+/// namespace drops.
+#[cfg(feature = "redis")]
+fn redis_cleanup(url: String, prefix: String) -> Option<Box<dyn FnOnce() + Send + Sync>> {
+    Some(Box::new(move || {
+        block_on_fresh(async move {
+            let _ = delete_redis_prefix(&url, &prefix).await;
+        })
+    }))
+}
+
+/// Without the feature no key is ever written.
+#[cfg(not(feature = "redis"))]
+fn redis_cleanup(_url: String, _prefix: String) -> Option<Box<dyn FnOnce() + Send + Sync>> {
+    None
+}
+
+/// Delete every key under `prefix` on the Redis server at `url`; returns how
+/// many were deleted.
+#[cfg(feature = "redis")]
+pub async fn delete_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<u64> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{}*", prefix.replace('*', "\\*").replace('?', "\\?"));
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
     }
 }
 
@@ -160,6 +230,53 @@ async fn drop_postgres_schema(url: String, schema: String) {
             .await;
         let _ = conn.close().await;
     }
+}
+
+/// Deletes a namespace's table (created by the store with
+/// `create_table=true`) when the namespace drops.
+#[cfg(feature = "dynamodb")]
+fn dynamodb_cleanup(endpoint: String, table: String) -> Option<Box<dyn FnOnce() + Send + Sync>> {
+    Some(Box::new(move || {
+        block_on_fresh(async move {
+            let _ = dynamodb_client(&endpoint)
+                .await
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await;
+        })
+    }))
+}
+
+/// Without the feature no table is ever created.
+#[cfg(not(feature = "dynamodb"))]
+fn dynamodb_cleanup(_endpoint: String, _table: String) -> Option<Box<dyn FnOnce() + Send + Sync>> {
+    None
+}
+
+/// A DynamoDB client for a local endpoint (dummy credentials), for tests
+/// that inspect or change a table behind the store's back.
+#[cfg(feature = "dynamodb")]
+pub async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "mss-local",
+            "mss-local",
+            None,
+            None,
+            "mss-tests",
+        ))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
 }
 
 /// One test's namespace: every store it opens sees the same data (for shared

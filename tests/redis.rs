@@ -1,0 +1,746 @@
+//! Redis's own features: URL options, an unreachable server, a server that
+//! restarts under a running store, the key layout (hash tags, native TTL),
+//! native expiry before cleanup and corrupt data. Runs when
+//! `MSS_TEST_BACKENDS` names `redis`; otherwise every test is listed as
+//! ignored.
+//!
+//! The restart test starts a second `redis-server` of its own on a spare
+//! port (never the one under `MSS_TEST_REDIS_URL`).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
+use mcp_session_store_conformance::{Backend, Namespace, delete_redis_prefix};
+use serde_json::json;
+
+type TestFn = fn(Namespace) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), (|ns| Box::pin($name(ns))) as TestFn)),*]
+    };
+}
+
+const TESTS: &[(&str, TestFn)] = tests![
+    unreachable_server_is_unavailable_within_connect_timeout,
+    bad_options_are_invalid_input,
+    tls_to_a_plain_server_is_unavailable_not_a_panic,
+    keys_share_the_session_hash_tag_and_carry_native_ttl,
+    native_expiry_before_cleanup_loses_nothing_live,
+    corrupt_stored_data_is_a_backend_error,
+    server_restart_recovers_without_reopening,
+    rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused,
+];
+
+/// No call may take longer than this: past it the test fails as hung.
+const HANG: Duration = Duration::from_secs(60);
+
+fn main() {
+    let args = Arguments::from_args();
+    let backend = match Backend::selected("redis") {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let trials = TESTS
+        .iter()
+        .map(|&(name, f)| {
+            let backend = backend.clone();
+            let ignored = backend.is_none();
+            Trial::test(format!("redis::{name}"), move || match backend {
+                Some(b) => run(b.namespace(name), f),
+                None => Ok(()),
+            })
+            .with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn run(ns: Namespace, f: TestFn) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f(ns)))).map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "test panicked".to_string())
+            .into()
+    })
+}
+
+/// Await `f`, failing the test if it hangs.
+async fn no_hang<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HANG, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {HANG:?}"))
+}
+
+/// The namespace's key prefix (from its `key_prefix=` parameter).
+fn prefix(ns: &Namespace) -> String {
+    let url = ns.url("");
+    url.split("key_prefix=")
+        .nth(1)
+        .expect("a key_prefix parameter")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A connection of the test's own to the namespace's server.
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis")
+}
+
+async fn keys_with_prefix(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// A port nothing listens on (bound, then released).
+fn spare_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
+    listener.local_addr().unwrap().port()
+}
+
+async fn unreachable_server_is_unavailable_within_connect_timeout(_ns: Namespace) {
+    let port = spare_port();
+    let url = format!("redis://127.0.0.1:{port}?connect_timeout=300ms&timeout=300ms");
+    let started = Instant::now();
+    let err = no_hang("open on a closed port", Store::open(&url))
+        .await
+        .expect_err("nothing listens there");
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains(&port.to_string()), "{err}");
+    eprintln!("closed port: {err} (after {took:?}, connect_timeout 300ms)");
+
+    // A host that drops packets instead of refusing: the timeout decides.
+    // (192.0.2.1 is TEST-NET-1, never routed.)
+    let url = "redis://192.0.2.1:6379?connect_timeout=300ms";
+    let err = no_hang("open on an unroutable host", Store::open(url))
+        .await
+        .expect_err("nothing answers there");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
+
+async fn bad_options_are_invalid_input(ns: Namespace) {
+    let base = ns.base_url().to_string();
+    let with = |q: &str| {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{q}")
+    };
+    for (what, url) in [
+        ("unknown option", with("key_prefx=a:")),
+        ("brace in prefix", with("key_prefix=a{b}:")),
+        ("space in prefix", with("key_prefix=a%20b")),
+        (
+            "long prefix",
+            with(&format!("key_prefix={}", "p".repeat(129))),
+        ),
+        ("zero connect timeout", with("connect_timeout=0ms")),
+        ("bad timeout", with("timeout=soon")),
+        ("huge timeout", with("timeout=2h")),
+        ("huge grace", with("expire_grace=400d")),
+        ("option twice", with("key_prefix=a:&key_prefix=b:")),
+        ("bad port", "redis://127.0.0.1:notaport".to_string()),
+        ("bad db", "redis://127.0.0.1:6379/notadb".to_string()),
+    ] {
+        let result = no_hang(what, Store::open(&url)).await;
+        match result {
+            Ok(_) => panic!("{what}: {url} opened"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}"),
+        }
+    }
+    // Defaults and every option at once open fine.
+    let store = Store::open(&ns.url("connect_timeout=2s&timeout=2s&expire_grace=0ms"))
+        .await
+        .unwrap();
+    assert_eq!(store.backend_name(), "redis");
+}
+
+async fn tls_to_a_plain_server_is_unavailable_not_a_panic(ns: Namespace) {
+    // The namespace's server speaks plain RESP: a TLS handshake fails.
+    let plain = ns.base_url();
+    let tls = plain.replacen("redis://", "rediss://", 1);
+    assert!(tls.starts_with("rediss://"), "{tls}");
+    let err = no_hang(
+        "TLS to a plain server",
+        Store::open(&format!("{tls}?connect_timeout=1s")),
+    )
+    .await
+    .expect_err("no TLS there");
+    assert!(
+        matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+        "{err}"
+    );
+    eprintln!("TLS to a plain server: {err}");
+}
+
+async fn keys_share_the_session_hash_tag_and_carry_native_ttl(ns: Namespace) {
+    let store = Store::open(&ns.url("ttl=10m&expire_grace=1m"))
+        .await
+        .unwrap();
+    let prefix = prefix(&ns);
+    let mut conn = raw(ns.base_url()).await;
+    let id = "tag{odd}id";
+    store
+        .create_session(NewSession::new().with_id(id))
+        .await
+        .unwrap();
+    store.set_state(id, "k", json!(1)).await.unwrap();
+    store
+        .append_event(id, NewEvent::new("s", json!({"n": 1})))
+        .await
+        .unwrap();
+    let keys = keys_with_prefix(&mut conn, &prefix).await;
+    let session_keys: Vec<&String> = keys.iter().filter(|k| k.contains(id)).collect();
+    assert_eq!(session_keys.len(), 4, "{keys:?}");
+    for key in &session_keys {
+        // The hash tag is the text between the first `{` and the next `}`:
+        // the same for every key of the session.
+        let tag_start = key.find('{').unwrap() + 1;
+        let tag_end = tag_start + key[tag_start..].find('}').unwrap();
+        assert_eq!(&key[tag_start..tag_end], "tag{odd", "{key}");
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key.as_str())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            pttl > 10 * 60 * 1000 && pttl <= 11 * 60 * 1000,
+            "{key}: native TTL {pttl} ms is the session TTL plus the grace"
+        );
+    }
+    // The two indexes, and nothing else.
+    let others: Vec<&String> = keys.iter().filter(|k| !k.contains(id)).collect();
+    assert_eq!(
+        others,
+        [
+            &format!("{prefix}sessions:exp"),
+            &format!("{prefix}sessions:ids")
+        ]
+    );
+    // Deleting the session removes its keys and its index entries.
+    assert!(store.delete_session(id).await.unwrap());
+    assert!(keys_with_prefix(&mut conn, &prefix).await.is_empty());
+}
+
+async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
+    // No grace: Redis drops an expired session's keys by itself.
+    let store = Store::open(&ns.url("expire_grace=0ms")).await.unwrap();
+    let prefix = prefix(&ns);
+    let mut conn = raw(ns.base_url()).await;
+    let brief = store
+        .create_session(NewSession::new().with_ttl(Duration::from_millis(50)))
+        .await
+        .unwrap()
+        .id;
+    store.set_state(&brief, "k", json!(1)).await.unwrap();
+    store
+        .append_event(&brief, NewEvent::new("s", json!(1)))
+        .await
+        .unwrap();
+    let kept = store.create_session(NewSession::new()).await.unwrap().id;
+    store
+        .append_event(&kept, NewEvent::new("s", json!(1)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = keys_with_prefix(&mut conn, &prefix).await;
+    assert!(
+        left.iter().all(|k| !k.contains(&brief)),
+        "Redis expired the session's keys natively: {left:?}"
+    );
+    assert_eq!(store.get_session(&brief).await.unwrap(), None);
+    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    let stats = store.cleanup_expired().await.unwrap();
+    assert_eq!(stats.sessions, 1, "the index entry is removed");
+    assert_eq!((stats.state_entries, stats.events), (0, 0));
+    // The index entries are gone, the live session is whole.
+    let exp: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{prefix}sessions:exp"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exp, vec![kept.clone()]);
+    let page = store
+        .events_after(&kept, &EventId::start("s"), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    // The id can be used again.
+    store
+        .create_session(NewSession::new().with_id(brief.as_str()))
+        .await
+        .unwrap();
+}
+
+async fn corrupt_stored_data_is_a_backend_error(ns: Namespace) {
+    let store = ns.open().await;
+    let prefix = prefix(&ns);
+    let mut conn = raw(ns.base_url()).await;
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    store.set_state(&id, "k", json!(1)).await.unwrap();
+    store
+        .append_event(&id, NewEvent::new("s", json!(1)))
+        .await
+        .unwrap();
+    let key = |suffix: &str| format!("{prefix}{{{id}}}:{suffix}");
+    let _: () = redis::cmd("HSET")
+        .arg(key("s"))
+        .arg("metadata")
+        .arg("not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(key("st"))
+        .arg("k")
+        .arg("no-version")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(key("ev"))
+        .arg("1")
+        .arg("truncated")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_session(&id).await.unwrap_err().kind(),
+        ErrorKind::Backend
+    );
+    assert_eq!(
+        store.get_state(&id, "k").await.unwrap_err().kind(),
+        ErrorKind::Backend
+    );
+    assert_eq!(
+        store
+            .events_after(&id, &EventId::start("s"), 10)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Backend
+    );
+    // A key of the wrong type: the server refuses, the store reports it.
+    let _: () = redis::cmd("DEL")
+        .arg(key("st"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key("st"))
+        .arg("a string")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .set_state(&id, "k", json!(2))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Backend
+    );
+    // Other sessions are untouched.
+    let other = store.create_session(NewSession::new()).await.unwrap().id;
+    store.set_state(&other, "k", json!(3)).await.unwrap();
+    assert_eq!(
+        store
+            .get_state(&other, "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .to_value(),
+        json!(3)
+    );
+}
+
+/// A `redis-server` of the test's own, with an append-only file synced on
+/// every write (so a killed server restarts with everything it
+/// acknowledged). Killed when dropped.
+struct SpareServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Serve TLS only, with a self-signed certificate for 127.0.0.1.
+    tls: bool,
+}
+
+impl SpareServer {
+    fn start() -> SpareServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut server = SpareServer {
+            port: spare_port(),
+            dir,
+            child: None,
+            tls: false,
+        };
+        server.launch();
+        server
+    }
+
+    /// A TLS-only server; its certificate is `ca_file()`.
+    fn start_tls() -> SpareServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // A CA, and a certificate for 127.0.0.1 that it signed.
+        let d = dir.path();
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        let steps: [Vec<&std::ffi::OsStr>; 3] = [
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=mss test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ]
+            .map(std::ffi::OsStr::new)
+            .to_vec(),
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+            ]
+            .map(std::ffi::OsStr::new)
+            .to_vec(),
+            [
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "cert.pem",
+            ]
+            .map(std::ffi::OsStr::new)
+            .to_vec(),
+        ];
+        for args in steps {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run openssl");
+            assert!(status.success(), "openssl made the certificates");
+        }
+        let mut server = SpareServer {
+            port: spare_port(),
+            dir,
+            child: None,
+            tls: true,
+        };
+        server.launch();
+        server
+    }
+
+    fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1"]);
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.path().join("cert.pem"))
+                .arg("--tls-key-file")
+                .arg(self.dir.path().join("key.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.arg("--port").arg(self.port.to_string());
+        }
+        let child = cmd
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed?)");
+        self.child = Some(child);
+        if self.tls {
+            // Wait until the port accepts connections.
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            panic!("the TLS redis-server on port {} did not start", self.port);
+        }
+        // Wait until it answers.
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..200 {
+            if let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the spare redis-server on port {} did not start", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SpareServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn server_restart_recovers_without_reopening(_ns: Namespace) {
+    let mut server = SpareServer::start();
+    let url = format!(
+        "{}?key_prefix=restart:&connect_timeout=500ms&timeout=5s",
+        server.url()
+    );
+    // Subscriptions that never poll in practice: after the restart only the
+    // pub/sub listener, reconnected, can wake them.
+    let options = StoreOptions::default().with_poll_interval(Duration::from_secs(3600));
+    let store = Store::open_with(&url, options.clone()).await.unwrap();
+    let watcher = Store::open_with(&url, options).await.unwrap();
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let e = store
+            .append_event(&id, NewEvent::new("s", json!({"before": i})))
+            .await
+            .unwrap();
+        acknowledged.push(e.seq);
+    }
+    store.set_state(&id, "n", json!(20)).await.unwrap();
+    let mut sub = watcher.subscribe(&id, EventId::start("s")).await.unwrap();
+    for want in 1..=20 {
+        let got = no_hang("replay", sub.next()).await.unwrap().unwrap();
+        assert_eq!(got.seq, want);
+    }
+
+    server.kill();
+    // During the outage every call fails with Unavailable or Timeout.
+    for i in 0..5 {
+        let result = no_hang(
+            "append during the outage",
+            store.append_event(&id, NewEvent::new("s", json!({"outage": i}))),
+        )
+        .await;
+        let err = result.expect_err("the server is down");
+        assert!(
+            matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+            "append during the outage: {err}"
+        );
+        if i == 0 {
+            eprintln!("append during the outage: {err}");
+        }
+        let err = no_hang("read during the outage", store.get_session(&id))
+            .await
+            .expect_err("the server is down");
+        assert!(
+            matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+            "read during the outage: {err}"
+        );
+    }
+
+    server.launch();
+    // The same store, not reopened: the first call may still meet the old
+    // connection, then it reconnects.
+    let mut failures = 0;
+    let first = loop {
+        match no_hang(
+            "append after the restart",
+            store.append_event(&id, NewEvent::new("s", json!({"after": 0}))),
+        )
+        .await
+        {
+            Ok(e) => break e,
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+                    "{e}"
+                );
+                failures += 1;
+                assert!(failures < 50, "no recovery after 50 attempts: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    eprintln!("recovered after {failures} failed calls");
+    assert_eq!(
+        first.seq, 21,
+        "the acknowledged events survived, seq goes on"
+    );
+    let mut after = vec![first.seq];
+    for i in 1..20 {
+        let e = store
+            .append_event(&id, NewEvent::new("s", json!({"after": i})))
+            .await
+            .expect("appends work again");
+        after.push(e.seq);
+    }
+    assert_eq!(after, (21..=40).collect::<Vec<u64>>());
+    // Scripts were loaded again (the restarted server had none) and state
+    // writes work too.
+    let n = store
+        .update_state(&id, "n", |v| {
+            Ok(json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1))
+        })
+        .await
+        .unwrap();
+    assert_eq!(n.value.to_value(), json!(21));
+    let log: Vec<u64> = store
+        .events_after(&id, &EventId::start("s"), 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(log, (1..=40).collect::<Vec<u64>>(), "no loss, no duplicate");
+
+    // The subscription on the other handle outlived the outage: once its
+    // listener is subscribed again, an append wakes it and it reads
+    // everything it missed. Appends published before that are only lost
+    // as wake-ups, never as events.
+    let mut delivered = Vec::new();
+    let mut extra = 0;
+    while delivered.len() < 20 + extra {
+        match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+            Ok(Some(Ok(e))) => delivered.push(e.seq),
+            Ok(Some(Err(e))) => panic!("the subscription failed: {e}"),
+            Ok(None) => panic!("the subscription ended"),
+            Err(_) => {
+                assert!(extra < 60, "the subscription was never woken again");
+                extra += 1;
+                store
+                    .append_event(&id, NewEvent::new("s", json!({"wake": extra})))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        delivered,
+        (21..=40 + extra as u64).collect::<Vec<u64>>(),
+        "every event after the outage, in order, once"
+    );
+    drop(sub);
+    store.close().await.unwrap();
+    watcher.close().await.unwrap();
+    let _ = delete_redis_prefix(&server.url(), "restart:").await;
+}
+
+async fn rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused(_ns: Namespace) {
+    let server = SpareServer::start_tls();
+    let ca = server.ca_file();
+    let base = format!("rediss://127.0.0.1:{}", server.port);
+    let url = format!(
+        "{base}?key_prefix=tls:&connect_timeout=2s&tls_ca_file={}",
+        ca.display()
+    );
+    let store = no_hang("open over TLS", Store::open(&url))
+        .await
+        .expect("TLS with the server's certificate as CA");
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    let e = store
+        .append_event(&id, NewEvent::new("s", json!({"over": "tls"})))
+        .await
+        .unwrap();
+    let replay = store
+        .events_after(&id, &EventId::start("s"), 10)
+        .await
+        .unwrap();
+    assert_eq!(replay.items, vec![e]);
+    store.delete_session(&id).await.unwrap();
+
+    // The system roots do not know a self-signed certificate.
+    let err = no_hang(
+        "TLS with an unknown CA",
+        Store::open(&format!("{base}?connect_timeout=2s")),
+    )
+    .await
+    .expect_err("an untrusted certificate");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    eprintln!("untrusted certificate: {err}");
+    // The option needs TLS and a readable file.
+    for url in [
+        format!(
+            "redis://127.0.0.1:{}?tls_ca_file={}",
+            server.port,
+            ca.display()
+        ),
+        format!("{base}?tls_ca_file=/nonexistent/ca.pem"),
+    ] {
+        let err = Store::open(&url).await.expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");
+    }
+}
