@@ -1,6 +1,8 @@
 //! Live delivery: a replay that turns into a live tail.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::event_id::EventId;
-use crate::model::Event;
+use crate::model::{Event, Page};
 use crate::store::Store;
 
 /// Events fetched per read while catching up.
@@ -73,6 +75,12 @@ impl Wakers {
     }
 }
 
+/// A read of the log in flight: kept across cancelled calls of
+/// [`Subscription::next`], so a read slower than the caller's patience still
+/// completes. The mutex makes it `Sync`; it is only reached through
+/// `&mut self`, so it is never contended.
+type Read = std::sync::Mutex<Pin<Box<dyn Future<Output = Result<Page<Event>>> + Send>>>;
+
 /// A live subscription to one stream of a session, from
 /// [`Store::subscribe`].
 ///
@@ -88,7 +96,6 @@ impl Wakers {
 /// expires (`NotFound`) or when the subscriber fell so far behind that
 /// trimming removed events it had not read (`CursorExpired`); after an
 /// error, `next` returns `None`.
-#[derive(Debug)]
 pub struct Subscription {
     store: Store,
     session_id: String,
@@ -100,6 +107,19 @@ pub struct Subscription {
     /// An append was signalled that no completed read has covered yet.
     stale: bool,
     ended: bool,
+    reading: Option<Read>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("session_id", &self.session_id)
+            .field("cursor", &self.cursor)
+            .field("buffered", &self.buffer.len())
+            .field("reading", &self.reading.is_some())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -120,6 +140,7 @@ impl Subscription {
             last_read: None,
             stale: true,
             ended: false,
+            reading: None,
         };
         // Fail early on an unknown session or an expired cursor.
         sub.fetch().await?;
@@ -136,15 +157,29 @@ impl Subscription {
         &self.cursor
     }
 
+    /// Read the log after the cursor. Cancel-safe: a read interrupted by a
+    /// dropped `next` is resumed, not restarted, by the next call.
     async fn fetch(&mut self) -> Result<bool> {
-        // Mark the appends seen so far as read before reading: one that
-        // lands during the read shows as a change afterwards.
-        self.appended.borrow_and_update();
-        self.last_read = Some(Instant::now());
-        let page = self
-            .store
-            .events_after(&self.session_id, &self.cursor, CHUNK)
-            .await?;
+        let read = self.reading.get_or_insert_with(|| {
+            // Mark the appends seen so far as read before reading: one that
+            // lands during the read shows as a change afterwards.
+            self.appended.borrow_and_update();
+            self.last_read = Some(Instant::now());
+            let (store, id, cursor) = (
+                self.store.clone(),
+                self.session_id.clone(),
+                self.cursor.clone(),
+            );
+            std::sync::Mutex::new(Box::pin(async move {
+                store.events_after(&id, &cursor, CHUNK).await
+            }))
+        });
+        let read = read
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let page = read.as_mut().await;
+        self.reading = None;
+        let page = page?;
         self.stale = false;
         match page.items.last() {
             Some(last) => {
