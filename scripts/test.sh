@@ -55,19 +55,26 @@ if has "$suites" rust; then
   done
 fi
 
-# The binding suites: each prints "… N passed, M failed" last.
+# The binding suites: each prints "… N passed, M failed" last. They run on
+# the selected backends that each binding's suite has been checked against
+# (MSS_BINDING_TEST_BACKENDS overrides the list for all of them).
 run_suite() {
-  local name="$1" script="$2"
+  local name="$1" script="$2" checked="$3" backends=()
   has "$suites" "$name" || return 0
-  echo "== $name ($script)"
-  if ! "$script" 2>&1 | tee -a "$log"; then
+  for b in ${MSS_TEST_BACKENDS//,/ }; do
+    has "${MSS_BINDING_TEST_BACKENDS:-$checked}" "$b" && backends+=("$b")
+  done
+  local list
+  list=$(IFS=,; echo "${backends[*]}")
+  echo "== $name ($script, backends: $list)"
+  if ! MSS_TEST_BACKENDS="$list" "$script" 2>&1 | tee -a "$log"; then
     failed_suites+=("$name")
   fi
 }
-run_suite c ffi/tests/run.sh
-run_suite python bindings/python/test.sh
-run_suite node bindings/node/test.sh
-run_suite elixir bindings/elixir/test.sh
+run_suite c ffi/tests/run.sh memory,sqlite
+run_suite python bindings/python/test.sh memory,sqlite
+run_suite node bindings/node/test.sh memory,sqlite
+run_suite elixir bindings/elixir/test.sh memory,sqlite,postgres,redis
 
 scripts/drop-test-namespaces.sh
 

@@ -66,6 +66,25 @@ fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
     Ok(runtime()?.block_on(fut))
 }
 
+/// [`block_on`] on a thread of its own with an 8 MiB stack: opening a store
+/// (the DynamoDB backend builds the AWS SDK's configuration) needs more
+/// stack than a dirty scheduler thread has.
+fn block_on_big_stack<F: Future + Send>(fut: F) -> Result<F::Output, Error>
+where
+    F::Output: Send,
+{
+    let rt = runtime()?;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("mcp-session-store-open".into())
+            .stack_size(8 << 20)
+            .spawn_scoped(scope, move || rt.block_on(fut))
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start a thread: {e}")))?
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Internal, "opening the store panicked"))
+    })
+}
+
 // ---- resources -------------------------------------------------------------
 
 /// An open store.
@@ -451,7 +470,7 @@ fn open<'a>(env: Env<'a>, url: Term<'a>, opts: Term<'a>) -> Term<'a> {
                 }
             };
         }
-        let store = block_on(Store::open_with(&url, options))??;
+        let store = block_on_big_stack(Store::open_with(&url, options))??;
         Ok(ResourceArc::new(StoreResource { store: Some(store) }).encode(env))
     })();
     reply(env, result)
