@@ -73,7 +73,7 @@ run_suite() {
 }
 run_suite c ffi/tests/run.sh memory,sqlite
 run_suite python bindings/python/test.sh memory,sqlite
-run_suite node bindings/node/test.sh memory,sqlite
+run_suite node bindings/node/test.sh memory,sqlite,postgres,redis,dynamodb
 run_suite elixir bindings/elixir/test.sh memory,sqlite,postgres,redis
 
 scripts/drop-test-namespaces.sh
