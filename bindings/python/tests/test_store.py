@@ -217,11 +217,12 @@ async def test_subscribe_ends_with_not_found_on_delete(store: Store) -> None:
 
 
 async def test_expiry_invisible_and_cleanup(store: Store) -> None:
-    short = await store.create_session(ttl=datetime.timedelta(milliseconds=20))
+    # Room for the three writes on a server backend before it expires.
+    short = await store.create_session(ttl=datetime.timedelta(milliseconds=500))
     await store.set_state(short.id, "k", 1)
     await store.append_event(short.id, "2", {"n": 1})
     long = await store.create_session(ttl=3600)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.7)
     assert await store.get_session(short.id) is None
     assert await store.get_session(long.id) is not None
     stats = await store.cleanup_expired()
