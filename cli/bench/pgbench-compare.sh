@@ -39,6 +39,6 @@ cat >"$work/state.sql" <<SQL
 SELECT o_status, o_version FROM $schema.mss_set_state('pgb-' || :sid, 'key-' || :key, '{"n":1,"s":"value"}', 0, NULL, 1);
 SQL
 echo "== pgbench -c 8 append (the W3a statement)"
-pgbench -n -q -c 8 -j 2 -M prepared -T "$duration" -f "$work/append.sql" "$server" 2>&1 | grep -E "^(tps|latency)"
+pgbench -n -c 8 -j 2 -M prepared -T "$duration" -f "$work/append.sql" "$server" 2>&1 | grep -E "^(tps|latency|pgbench|ERROR|FATAL)"
 echo "== pgbench -c 8 set_state (the W2 write)"
-pgbench -n -q -c 8 -j 2 -M prepared -T "$duration" -f "$work/state.sql" "$server" 2>&1 | grep -E "^(tps|latency)"
+pgbench -n -c 8 -j 2 -M prepared -T "$duration" -f "$work/state.sql" "$server" 2>&1 | grep -E "^(tps|latency|pgbench|ERROR|FATAL)"
