@@ -4,27 +4,16 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use mcp_session_store::{
     ErrorKind, EventId, Json, NewEvent, NewSession, Result, Store, StoreOptions, validate,
 };
-use mcp_session_store_conformance::{Backend, Namespace};
+use mcp_session_store_conformance::{Backend, Namespace, TestFn, run_test, tests};
 use serde_json::{Map, Value, json};
-
-type TestFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-type TestFn = fn(Namespace) -> TestFuture;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), (|ns| Box::pin($name(ns))) as TestFn)),*]
-    };
-}
 
 /// Run on every backend.
 const ALL: &[(&str, TestFn)] = tests![
@@ -101,7 +90,9 @@ fn main() {
             let f = *f;
             let name = *name;
             let label = format!("{}::{name}", backend.name);
-            trials.push(Trial::test(label, move || run(&backend, name, f)));
+            trials.push(Trial::test(label, move || {
+                run_test(backend.namespace(name), f)
+            }));
         }
     }
     trials.push(Trial::test(
@@ -124,19 +115,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn run(backend: &Backend, name: &str, f: TestFn) -> Result<(), Failed> {
-    let ns = backend.namespace(name);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt().block_on(f(ns))));
-    outcome.map_err(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "test panicked".to_string());
-        Failed::from(msg)
-    })
 }
 
 // ---- helpers ---------------------------------------------------------------

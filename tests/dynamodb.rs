@@ -9,18 +9,9 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use libtest_mimic::{Arguments, Failed, Trial};
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
-use mcp_session_store_conformance::{Backend, Namespace, dynamodb_client};
+use mcp_session_store_conformance::{Namespace, TestFn, dynamodb_client, run_backend_tests, tests};
 use serde_json::json;
-
-type TestFn = fn(Namespace) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), (|ns| Box::pin($name(ns))) as TestFn)),*]
-    };
-}
 
 const TESTS: &[(&str, TestFn)] = tests![
     unreachable_endpoint_is_unavailable,
@@ -36,42 +27,7 @@ const TESTS: &[(&str, TestFn)] = tests![
 ];
 
 fn main() {
-    let args = Arguments::from_args();
-    let backend = match Backend::selected("dynamodb") {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let trials = TESTS
-        .iter()
-        .map(|&(name, f)| {
-            let backend = backend.clone();
-            let ignored = backend.is_none();
-            Trial::test(format!("dynamodb::{name}"), move || match backend {
-                Some(b) => run(b.namespace(name), f),
-                None => Ok(()),
-            })
-            .with_ignored_flag(ignored)
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn run(ns: Namespace, f: TestFn) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f(ns)))).map_err(|p| {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "test panicked".to_string())
-            .into()
-    })
+    run_backend_tests("dynamodb", TESTS)
 }
 
 fn endpoint() -> String {

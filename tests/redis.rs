@@ -11,18 +11,11 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
-use mcp_session_store_conformance::{Backend, Namespace, delete_redis_prefix};
+use mcp_session_store_conformance::{
+    Namespace, TestFn, delete_redis_prefix, run_backend_tests, tests,
+};
 use serde_json::json;
-
-type TestFn = fn(Namespace) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), (|ns| Box::pin($name(ns))) as TestFn)),*]
-    };
-}
 
 const TESTS: &[(&str, TestFn)] = tests![
     unreachable_server_is_unavailable_within_connect_timeout,
@@ -39,42 +32,7 @@ const TESTS: &[(&str, TestFn)] = tests![
 const HANG: Duration = Duration::from_secs(60);
 
 fn main() {
-    let args = Arguments::from_args();
-    let backend = match Backend::selected("redis") {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let trials = TESTS
-        .iter()
-        .map(|&(name, f)| {
-            let backend = backend.clone();
-            let ignored = backend.is_none();
-            Trial::test(format!("redis::{name}"), move || match backend {
-                Some(b) => run(b.namespace(name), f),
-                None => Ok(()),
-            })
-            .with_ignored_flag(ignored)
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn run(ns: Namespace, f: TestFn) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f(ns)))).map_err(|p| {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "test panicked".to_string())
-            .into()
-    })
+    run_backend_tests("redis", TESTS)
 }
 
 /// Await `f`, failing the test if it hangs.

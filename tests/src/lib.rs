@@ -9,6 +9,8 @@
 //! (DynamoDB: `MSS_TEST_DYNAMODB_ENDPOINT`, default `http://127.0.0.1:8000`;
 //! each namespace is a table of its own, deleted when the namespace drops).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use mcp_session_store::{Result, Store, StoreOptions};
@@ -326,4 +328,59 @@ impl Namespace {
             .await
             .unwrap_or_else(|e| panic!("open {}: {e}", self.url("")))
     }
+}
+
+/// One test: an async function of its namespace.
+pub type TestFn = fn(Namespace) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A list of `(name, TestFn)` from async functions taking a [`Namespace`].
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), (|ns| Box::pin($name(ns))) as $crate::TestFn)),*]
+    };
+}
+
+/// Run one test in `ns` on a runtime of its own; a panic fails the test
+/// with its message.
+pub fn run_test(ns: Namespace, f: TestFn) -> Result<(), libtest_mimic::Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f(ns)))).map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "test panicked".to_string())
+            .into()
+    })
+}
+
+/// The `main` of a backend's own test binary: runs `tests` (named
+/// `BACKEND::test`) when `MSS_TEST_BACKENDS` selects `backend`, and lists
+/// them as ignored otherwise.
+pub fn run_backend_tests(backend: &str, tests: &'static [(&'static str, TestFn)]) -> ! {
+    let args = libtest_mimic::Arguments::from_args();
+    let selected = match Backend::selected(backend) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let selected = selected.clone();
+            let ignored = selected.is_none();
+            libtest_mimic::Trial::test(format!("{backend}::{name}"), move || match selected {
+                Some(b) => run_test(b.namespace(name), f),
+                None => Ok(()),
+            })
+            .with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
 }
