@@ -205,7 +205,10 @@ impl Subscription {
                 return None;
             }
             let deadline = self.last_read.map(|t| t + self.poll);
-            let due = self.stale
+            // A read interrupted by a cancelled call is finished first: it
+            // already marked the appends signalled before it as seen.
+            let due = self.reading.is_some()
+                || self.stale
                 || deadline.is_none_or(|d| Instant::now() >= d)
                 || self.appended.has_changed().unwrap_or(false);
             if due {
@@ -238,5 +241,128 @@ impl Drop for Subscription {
         // Stop listening first, so `release` counts the others only.
         self.appended = watch::channel(0).1;
         self.store.wakers().release(&self.session_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::backend::{Expected, SessionStore};
+    use crate::backends::memory::MemoryBackend;
+    use crate::json::Json;
+    use crate::model::{CleanupStats, CreateSession, NewEvent, NewSession, Session, StateEntry};
+    use crate::options::{Limits, StoreOptions};
+
+    /// The memory backend with replays slower than the caller's patience.
+    #[derive(Debug)]
+    struct SlowReplays(MemoryBackend);
+
+    #[async_trait]
+    impl SessionStore for SlowReplays {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn is_shared(&self) -> bool {
+            false
+        }
+        async fn create_session(&self, req: CreateSession) -> Result<Session> {
+            self.0.create_session(req).await
+        }
+        async fn get_session(&self, id: &str) -> Result<Option<Session>> {
+            self.0.get_session(id).await
+        }
+        async fn update_session(&self, id: &str, patch: Map<String, Value>) -> Result<Session> {
+            self.0.update_session(id, patch).await
+        }
+        async fn touch_session(&self, id: &str) -> Result<Session> {
+            self.0.touch_session(id).await
+        }
+        async fn delete_session(&self, id: &str) -> Result<bool> {
+            self.0.delete_session(id).await
+        }
+        async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Page<Session>> {
+            self.0.list_sessions(after, limit).await
+        }
+        async fn count_sessions(&self) -> Result<u64> {
+            self.0.count_sessions().await
+        }
+        async fn get_state(&self, id: &str, key: &str) -> Result<Option<StateEntry>> {
+            self.0.get_state(id, key).await
+        }
+        async fn set_state(&self, id: &str, key: &str, value: Json, e: Expected) -> Result<u64> {
+            self.0.set_state(id, key, value, e).await
+        }
+        async fn delete_state(&self, id: &str, key: &str) -> Result<bool> {
+            self.0.delete_state(id, key).await
+        }
+        async fn state_keys(&self, id: &str) -> Result<Vec<String>> {
+            self.0.state_keys(id).await
+        }
+        async fn state_all(&self, id: &str) -> Result<Vec<StateEntry>> {
+            self.0.state_all(id).await
+        }
+        async fn append_event(&self, id: &str, event: NewEvent) -> Result<Event> {
+            self.0.append_event(id, event).await
+        }
+        async fn events_after(
+            &self,
+            id: &str,
+            cursor: &EventId,
+            limit: usize,
+        ) -> Result<Page<Event>> {
+            // Read, then take long to answer: what the read saw is older
+            // than appends signalled meanwhile.
+            let page = self.0.events_after(id, cursor, limit).await;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            page
+        }
+        async fn cleanup_expired(&self) -> Result<CleanupStats> {
+            self.0.cleanup_expired().await
+        }
+    }
+
+    /// `next` is given up on long before any read finishes, over and over;
+    /// every event still arrives, in order (no polling: the poll interval is
+    /// an hour).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_outliving_cancelled_calls_are_resumed() {
+        let store = Store::from_backend(
+            Arc::new(SlowReplays(MemoryBackend::new(Limits::default()))),
+            StoreOptions::default().with_poll_interval(Duration::from_secs(3600)),
+        )
+        .unwrap();
+        let id = store.create_session(NewSession::new()).await.unwrap().id;
+        let mut sub = store.subscribe(&id, EventId::start("s")).await.unwrap();
+        let writer = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    store
+                        .append_event(&id, NewEvent::new("s", json!(i)))
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while got.len() < 50 {
+            assert!(
+                Instant::now() < deadline,
+                "stuck after {} events",
+                got.len()
+            );
+            if let Ok(item) = tokio::time::timeout(Duration::from_micros(300), sub.next()).await {
+                got.push(item.unwrap().unwrap().seq);
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(got, (1..=50).collect::<Vec<u64>>());
     }
 }
