@@ -361,6 +361,22 @@ impl PostgresBackend {
         })
     }
 
+    /// The rows of a per-session query (`$1` the id, `$2` now) that yields at
+    /// least one row for a live session; none is `NotFound`.
+    async fn session_rows(&self, sql: &str, id: &str) -> Result<Vec<PgRow>> {
+        self.check_open()?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if rows.is_empty() {
+            return Err(Error::session_not_found(id));
+        }
+        Ok(rows)
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             Err(closed())
@@ -699,16 +715,7 @@ impl SessionStore for PostgresBackend {
     }
 
     async fn state_keys(&self, id: &str) -> Result<Vec<String>> {
-        self.check_open()?;
-        let rows = sqlx::query(AssertSqlSafe(self.sql.state_keys.as_str()))
-            .bind(id)
-            .bind(now_ms())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        if rows.is_empty() {
-            return Err(Error::session_not_found(id));
-        }
+        let rows = self.session_rows(&self.sql.state_keys, id).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Some(key) = row.try_get::<Option<String>, _>(0).map_err(map_err)? {
@@ -719,16 +726,7 @@ impl SessionStore for PostgresBackend {
     }
 
     async fn state_all(&self, id: &str) -> Result<Vec<StateEntry>> {
-        self.check_open()?;
-        let rows = sqlx::query(AssertSqlSafe(self.sql.state_all.as_str()))
-            .bind(id)
-            .bind(now_ms())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        if rows.is_empty() {
-            return Err(Error::session_not_found(id));
-        }
+        let rows = self.session_rows(&self.sql.state_all, id).await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in &rows {
             let key: Option<String> = row.try_get(0).map_err(map_err)?;

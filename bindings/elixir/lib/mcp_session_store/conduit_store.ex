@@ -141,14 +141,9 @@ defmodule McpSessionStore.ConduitStore do
   @spec update(String.t(), map()) :: :ok | {:error, :not_found} | {:error, term()}
   def update(session_id, metadata) do
     with {:ok, store} <- store() do
-      if is_binary(session_id) and not valid_id?(session_id) do
-        {:error, :not_found}
-      else
-        case McpSessionStore.update_session(store, session_id, metadata) do
-          {:ok, _session} -> :ok
-          {:error, {:not_found, _}} -> {:error, :not_found}
-          error -> error
-        end
+      case McpSessionStore.update_session(store, session_id, metadata) do
+        {:ok, _session} -> :ok
+        error -> not_found(error)
       end
     end
   end
@@ -157,13 +152,10 @@ defmodule McpSessionStore.ConduitStore do
   @spec delete(String.t()) :: :ok | {:error, term()}
   def delete(session_id) do
     with {:ok, store} <- store() do
-      if is_binary(session_id) and not valid_id?(session_id) do
-        :ok
-      else
-        case McpSessionStore.delete_session(store, session_id) do
-          {:ok, _deleted?} -> :ok
-          error -> error
-        end
+      case McpSessionStore.delete_session(store, session_id) do
+        {:ok, _deleted?} -> :ok
+        # Deleting is idempotent: an id that names no session is already gone.
+        error -> with {:error, :not_found} <- not_found(error), do: :ok
       end
     end
   end
@@ -202,15 +194,8 @@ defmodule McpSessionStore.ConduitStore do
 
   defp deleted?(store, id), do: match?({:ok, true}, McpSessionStore.delete_session(store, id))
 
-  # A session id is 1-255 bytes of visible ASCII; anything else cannot exist.
-  defp valid_id?(id), do: byte_size(id) in 1..255 and visible_ascii?(id)
-
-  defp visible_ascii?(<<>>), do: true
-  defp visible_ascii?(<<c, rest::binary>>) when c in 0x21..0x7E, do: visible_ascii?(rest)
-  defp visible_ascii?(_), do: false
-
   defp not_found({:error, {:not_found, _}}), do: {:error, :not_found}
-  # An id that cannot be a session id names no session.
+  # An id the core rejects as a session id names no session.
   defp not_found({:error, {:invalid_input, "session id" <> _}}), do: {:error, :not_found}
   defp not_found(error), do: error
 end
