@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the real services the tests of the selected backends use, where they
 # are not running. memory and sqlite need none.
-#   scripts/services.sh postgres redis
+#   scripts/services.sh postgres redis redis-cluster
 set -euo pipefail
 
 start_postgres() {
@@ -27,6 +27,7 @@ for service in "$@"; do
     memory|sqlite) ;;
     postgres) start_postgres ;;
     redis) start_redis ;;
+    redis-cluster) "$(dirname "$0")/redis-cluster.sh" ;;
     dynamodb) "$(dirname "$0")/dynamodb.sh" ;;
     *) echo "unknown service: $service" >&2; exit 2 ;;
   esac

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: starts what the selected
-# backends need (PostgreSQL, Redis, the DynamoDB emulator), runs the unit
-# tests and the conformance suite on every backend in MSS_TEST_BACKENDS
-# (default: all five), the quickstart, a small benchmark whose correctness
-# counters must be zero, then the C, Python, Node and Elixir suites.
+# backends need (PostgreSQL, Redis, a local Redis Cluster, the DynamoDB
+# emulator), runs the unit tests and the conformance suite on every backend
+# in MSS_TEST_BACKENDS (default: all five, Redis also as `redis-cluster`),
+# the quickstart, a small benchmark whose correctness counters must be zero,
+# then the C, Python, Node and Elixir suites.
 #
 #   MSS_TEST_BACKENDS=memory,sqlite scripts/test.sh   # no servers needed
 #   MSS_TEST_SUITES=rust,c scripts/test.sh            # a subset of the suites
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-export MSS_TEST_BACKENDS="${MSS_TEST_BACKENDS:-memory,sqlite,postgres,redis,dynamodb}"
+export MSS_TEST_BACKENDS="${MSS_TEST_BACKENDS:-memory,sqlite,postgres,redis,redis-cluster,dynamodb}"
 # Loopback tests need no TLS (one test checks TLS on its own), and valgrind
 # cannot follow ring's constant-time code in a TLS session.
 export MSS_TEST_POSTGRES_URL="${MSS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
@@ -49,6 +50,7 @@ if has "$suites" rust; then
   with() { if [[ "$1" == *\?* ]]; then echo "$1&$2"; else echo "$1?$2"; fi; }
   has "$MSS_TEST_BACKENDS" postgres && urls+=("$(with "${MSS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}" "schema=$ns")")
   has "$MSS_TEST_BACKENDS" redis && urls+=("$(with "${MSS_TEST_REDIS_URL:-redis://127.0.0.1:6379}" "key_prefix=$ns:")")
+  has "$MSS_TEST_BACKENDS" redis-cluster && urls+=("$(with "${MSS_TEST_REDIS_CLUSTER_URL:-redis://127.0.0.1:7101?cluster=true}" "key_prefix=$ns:")")
   has "$MSS_TEST_BACKENDS" dynamodb && urls+=("dynamodb://$ns?endpoint=${MSS_TEST_DYNAMODB_ENDPOINT:-http://127.0.0.1:8000}&region=us-east-1&create_table=true")
   for url in "${urls[@]}"; do
     case "$url" in

@@ -26,6 +26,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     corrupt_stored_data_is_a_backend_error,
     server_restart_recovers_without_reopening,
     rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused,
+    shards_are_fixed_per_prefix_and_list_count_and_clean_across_them,
+    a_cluster_url_for_a_single_server_is_refused,
 ];
 
 /// No call may take longer than this: past it the test fails as hung.
@@ -122,6 +124,17 @@ async fn bad_options_are_invalid_input(ns: Namespace) {
         ("huge timeout", with("timeout=2h")),
         ("huge grace", with("expire_grace=400d")),
         ("option twice", with("key_prefix=a:&key_prefix=b:")),
+        ("zero shards", with("shards=0")),
+        ("too many shards", with("shards=257")),
+        ("cluster neither true nor false", with("cluster=maybe")),
+        (
+            "cluster nodes without a cluster",
+            with("cluster=false&cluster_nodes=127.0.0.1:7000"),
+        ),
+        (
+            "cluster node without a port",
+            with("cluster_nodes=127.0.0.1"),
+        ),
         ("bad port", "redis://127.0.0.1:notaport".to_string()),
         ("bad db", "redis://127.0.0.1:6379/notadb".to_string()),
     ] {
@@ -175,12 +188,17 @@ async fn keys_share_the_session_hash_tag_and_carry_native_ttl(ns: Namespace) {
     let keys = keys_with_prefix(&mut conn, &prefix).await;
     let session_keys: Vec<&String> = keys.iter().filter(|k| k.contains(id)).collect();
     assert_eq!(session_keys.len(), 4, "{keys:?}");
-    for key in &session_keys {
-        // The hash tag is the text between the first `{` and the next `}`:
-        // the same for every key of the session.
-        let tag_start = key.find('{').unwrap() + 1;
-        let tag_end = tag_start + key[tag_start..].find('}').unwrap();
-        assert_eq!(&key[tag_start..tag_end], "tag{odd", "{key}");
+    // The hash tag is the text between the first `{` and the next `}`: the
+    // session's shard, the same for every key of the session (the braces in
+    // the id come after it).
+    let tag_of = |key: &str| {
+        let start = key.find('{').unwrap() + 1;
+        let end = start + key[start..].find('}').unwrap();
+        key[start..end].to_string()
+    };
+    let tag = tag_of(session_keys[0]);
+    for (key, suffix) in session_keys.iter().zip(["ev", "ix", "s", "st"]) {
+        assert_eq!(**key, format!("{prefix}{{{tag}}}:{id}:{suffix}"));
         let pttl: i64 = redis::cmd("PTTL")
             .arg(key.as_str())
             .query_async(&mut conn)
@@ -191,18 +209,31 @@ async fn keys_share_the_session_hash_tag_and_carry_native_ttl(ns: Namespace) {
             "{key}: native TTL {pttl} ms is the session TTL plus the grace"
         );
     }
-    // The two indexes, and nothing else.
+    // The prefix's config and the shard's two indexes (same tag), and
+    // nothing else.
     let others: Vec<&String> = keys.iter().filter(|k| !k.contains(id)).collect();
     assert_eq!(
         others,
         [
-            &format!("{prefix}sessions:exp"),
-            &format!("{prefix}sessions:ids")
+            &format!("{prefix}config"),
+            &format!("{prefix}{{{tag}}}:exp"),
+            &format!("{prefix}{{{tag}}}:ids"),
         ]
     );
-    // Deleting the session removes its keys and its index entries.
+    let config: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}config"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(config["shards"], "1", "one shard on a single server");
+    assert_eq!(config["layout"], "2");
+    // Deleting the session removes its keys and its index entries; the
+    // config stays.
     assert!(store.delete_session(id).await.unwrap());
-    assert!(keys_with_prefix(&mut conn, &prefix).await.is_empty());
+    assert_eq!(
+        keys_with_prefix(&mut conn, &prefix).await,
+        [format!("{prefix}config")]
+    );
 }
 
 async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
@@ -237,8 +268,13 @@ async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
     assert_eq!(stats.sessions, 1, "the index entry is removed");
     assert_eq!((stats.state_entries, stats.events), (0, 0));
     // The index entries are gone, the live session is whole.
+    let exp_key = keys_with_prefix(&mut conn, &prefix)
+        .await
+        .into_iter()
+        .find(|k| k.ends_with("}:exp"))
+        .expect("the expiry index");
     let exp: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{prefix}sessions:exp"))
+        .arg(exp_key)
         .arg(0)
         .arg(-1)
         .query_async(&mut conn)
@@ -267,7 +303,12 @@ async fn corrupt_stored_data_is_a_backend_error(ns: Namespace) {
         .append_event(&id, NewEvent::new("s", json!(1)))
         .await
         .unwrap();
-    let key = |suffix: &str| format!("{prefix}{{{id}}}:{suffix}");
+    let hash = keys_with_prefix(&mut conn, &prefix)
+        .await
+        .into_iter()
+        .find(|k| k.ends_with(&format!("}}:{id}:s")))
+        .expect("the session hash");
+    let key = |suffix: &str| format!("{}{suffix}", &hash[..hash.len() - 1]);
     let _: () = redis::cmd("HSET")
         .arg(key("s"))
         .arg("metadata")
@@ -701,4 +742,90 @@ async fn rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused(_ns: Namesp
         let err = Store::open(&url).await.expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");
     }
+}
+
+async fn shards_are_fixed_per_prefix_and_list_count_and_clean_across_them(ns: Namespace) {
+    let store = Store::open(&ns.url("shards=5")).await.unwrap();
+    let prefix = prefix(&ns);
+    let mut conn = raw(ns.base_url()).await;
+    // The count is stored: another count is refused, none means the stored.
+    let err = Store::open(&ns.url("shards=6")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("5 shards"), "{err}");
+    let other = Store::open(&ns.url("")).await.unwrap();
+
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let ttl = if i % 4 == 0 { 100 } else { 600_000 };
+        let id = store
+            .create_session(
+                NewSession::new()
+                    .with_id(format!("s{i:02}"))
+                    .with_ttl(Duration::from_millis(ttl)),
+            )
+            .await
+            .unwrap()
+            .id;
+        other
+            .append_event(&id, NewEvent::new("s", json!(i)))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // Five shards, each with its own tag on its keys and indexes.
+    let keys = keys_with_prefix(&mut conn, &prefix).await;
+    let tags: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.split_once('{')?.1.split_once('}').map(|(t, _)| t))
+        .collect();
+    assert_eq!(tags.len(), 5, "{tags:?}");
+    assert_eq!(keys.iter().filter(|k| k.ends_with("}:exp")).count(), 5);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let live: Vec<&String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(other.count_sessions().await.unwrap(), live.len() as u64);
+    // Pages of 7 list every live session once, in id order.
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = other.list_sessions(after.as_deref(), 7).await.unwrap();
+        assert!(page.items.len() <= 7);
+        listed.extend(page.items.into_iter().map(|s| s.id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed.iter().collect::<Vec<_>>(), live);
+    // Cleanup removes exactly the expired, from every shard.
+    let stats = store.cleanup_expired().await.unwrap();
+    assert_eq!(stats.sessions, 10);
+    assert_eq!(stats.events, 10);
+    assert_eq!(other.count_sessions().await.unwrap(), live.len() as u64);
+    // max_sessions counts every shard.
+    let limited = Store::open(&ns.url(&format!("max_sessions={}", live.len() + 1)))
+        .await
+        .unwrap();
+    limited.create_session(NewSession::new()).await.unwrap();
+    let err = limited.create_session(NewSession::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+}
+
+async fn a_cluster_url_for_a_single_server_is_refused(ns: Namespace) {
+    let err = no_hang(
+        "cluster=true on a single server",
+        Store::open(&ns.url("cluster=true&connect_timeout=2s")),
+    )
+    .await
+    .unwrap_err();
+    eprintln!("cluster=true on a single server: {err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    // Nothing was written.
+    let mut conn = raw(ns.base_url()).await;
+    assert!(keys_with_prefix(&mut conn, &prefix(&ns)).await.is_empty());
 }

@@ -8,6 +8,9 @@
 //! join by reading their URL from `MSS_TEST_<NAME>_URL` in [`Backend::from_env`]
 //! (DynamoDB: `MSS_TEST_DYNAMODB_ENDPOINT`, default `http://127.0.0.1:8000`;
 //! each namespace is a table of its own, deleted when the namespace drops).
+//! `redis-cluster` is the Redis backend on a Redis Cluster
+//! (`MSS_TEST_REDIS_CLUSTER_URL`, default the node `scripts/redis-cluster.sh`
+//! starts first, with `cluster=true`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use mcp_session_store::{Result, Store, StoreOptions};
 
 /// The backend names `MSS_TEST_BACKENDS` accepts.
-const KNOWN: &str = "memory, sqlite, postgres, dynamodb, redis";
+const KNOWN: &str = "memory, sqlite, postgres, dynamodb, redis, redis-cluster";
 
 /// A backend under test.
 #[derive(Debug, Clone)]
@@ -34,7 +37,8 @@ enum Kind {
     Postgres(String),
     /// `MSS_TEST_DYNAMODB_ENDPOINT`; each namespace is a table of its own.
     Dynamodb(String),
-    /// `MSS_TEST_REDIS_URL`; each namespace is a key prefix of its own.
+    /// `MSS_TEST_REDIS_URL` (or `MSS_TEST_REDIS_CLUSTER_URL`); each namespace
+    /// is a key prefix of its own.
     Redis(String),
 }
 
@@ -101,6 +105,10 @@ impl Backend {
                     "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
                 )),
                 "redis" => Kind::Redis(env_or("MSS_TEST_REDIS_URL", "redis://127.0.0.1:6379")),
+                "redis-cluster" => Kind::Redis(env_or(
+                    "MSS_TEST_REDIS_CLUSTER_URL",
+                    "redis://127.0.0.1:7101?cluster=true",
+                )),
                 "dynamodb" => Kind::Dynamodb(env_or(
                     "MSS_TEST_DYNAMODB_ENDPOINT",
                     "http://127.0.0.1:8000",
@@ -193,12 +201,49 @@ fn redis_cleanup(_url: String, _prefix: String) -> Option<Box<dyn FnOnce() + Sen
     None
 }
 
-/// Delete every key under `prefix` on the Redis server at `url`; returns how
-/// many were deleted.
+/// Delete every key under `prefix` on the Redis server at `url` (on every
+/// primary, if it is a cluster node); returns how many were deleted.
 #[cfg(feature = "redis")]
 pub async fn delete_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<u64> {
+    let url = url.split('?').next().unwrap_or(url);
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut conn)
+        .await?;
+    if !info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+        return delete_on_node(&mut conn, prefix).await;
+    }
+    // `CLUSTER NODES`: one line per node, `id host:port@bus flags …`.
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await?;
+    let mut deleted = 0;
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+            continue;
+        }
+        let addr = addr.split('@').next().unwrap_or(addr);
+        let node = redis::Client::open(format!("redis://{addr}"))?;
+        let mut node = node.get_multiplexed_async_connection().await?;
+        deleted += delete_on_node(&mut node, prefix).await?;
+    }
+    Ok(deleted)
+}
+
+/// SCAN one server for `prefix*` and delete what it finds, key by key (the
+/// keys of a cluster node are in many slots).
+#[cfg(feature = "redis")]
+async fn delete_on_node(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> redis::RedisResult<u64> {
     let pattern = format!("{}*", prefix.replace('*', "\\*").replace('?', "\\?"));
     let mut cursor: u64 = 0;
     let mut deleted = 0;
@@ -209,11 +254,15 @@ pub async fn delete_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<
             .arg(&pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         if !keys.is_empty() {
-            let n: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            deleted += n;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("UNLINK").arg(key);
+            }
+            let counts: Vec<u64> = pipe.query_async(conn).await?;
+            deleted += counts.iter().sum::<u64>();
         }
         if next == 0 {
             return Ok(deleted);

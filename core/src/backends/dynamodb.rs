@@ -225,15 +225,6 @@ fn values(pairs: Vec<(&str, AttributeValue)>) -> Option<Item> {
     (!pairs.is_empty()).then(|| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 fn shard_pk_of(shard: u32) -> String {
     format!("S#{shard:02}")
 }
@@ -626,7 +617,7 @@ impl DynamoBackend {
 
     /// The key of a session's item: its shard partition and its id.
     fn session_key(&self, id: &str) -> Item {
-        let shard = (fnv1a(id.as_bytes()) % u64::from(self.shards)) as u32;
+        let shard = (super::fnv1a(id.as_bytes()) % u64::from(self.shards)) as u32;
         HashMap::from([
             ("pk".to_string(), s(shard_pk_of(shard))),
             ("sk".to_string(), s(id)),

@@ -1,23 +1,36 @@
-//! `redis://…` and `rediss://…` (TLS by rustls): Redis, shared by any
-//! number of processes.
+//! `redis://…` and `rediss://…` (TLS by rustls): Redis, a single server or a
+//! Redis Cluster, shared by any number of processes.
 //!
 //! # Design
 //!
-//! - **Keys.** Every key of a session shares one hash tag, the session id:
-//!   `{prefix}{{id}}:s` (a hash: timestamps, TTL, metadata, version,
-//!   `last_seq`, `trimmed_through`), `…:st` (a hash: state key →
-//!   `"VERSION JSON"`), `…:ev` (a hash: seq → event record) and `…:ix` (a
-//!   sorted set of `stream NUL seq(20 digits)`, ordered lexicographically, so
-//!   a stream-scoped replay is one `ZRANGEBYLEX`). Two indexes per prefix
-//!   list sessions without `KEYS`: `{prefix}sessions:exp` (sorted set of ids
-//!   by `expires_at`) and `{prefix}sessions:ids` (ids in id order).
-//! - **Every operation is one Lua script** (`EVALSHA`, loaded again after a
-//!   server restart), so one atomic step and one round trip: an append bumps
-//!   `last_seq` and the version, stores the event, trims beyond
-//!   `max_events_per_session` (raising `trimmed_through`, which
-//!   `CursorExpired` is decided on), slides the TTL and `PUBLISH`es the
-//!   session id. Redis runs scripts one at a time, so commit order is seq
-//!   order. `set_state` with a condition is one script too.
+//! - **Shards.** The sessions of a key prefix are spread over a fixed number
+//!   of shards (option `shards`; 1 on a single server and 16 on a cluster
+//!   unless set, written under `{prefix}config` by the prefix's first opener
+//!   and fixed afterwards). A session's shard is the 64-bit FNV-1a hash of its
+//!   id modulo the shard count, and every key of a shard, so every key of a
+//!   session, carries the shard's hash tag. One shard is one cluster slot:
+//!   every script touches one slot only, so the scripts work unchanged on a
+//!   cluster. The tags are chosen so that the shards' slots are evenly
+//!   spaced over the 16384 slots, which spreads them evenly over a cluster's
+//!   nodes whose slots are split into equal ranges (`redis-cli --cluster
+//!   create` does so).
+//! - **Keys.** With `T` the shard's tag: `{prefix}{T}:{id}:s` (a hash:
+//!   timestamps, TTL, metadata, version, `last_seq`, `trimmed_through`),
+//!   `…:{id}:st` (a hash: state key → `"VERSION JSON"`), `…:{id}:ev` (a hash:
+//!   seq → event record) and `…:{id}:ix` (a sorted set of
+//!   `stream NUL seq(20 digits)`, ordered lexicographically, so a
+//!   stream-scoped replay is one `ZRANGEBYLEX`). Two indexes per shard list
+//!   sessions without `KEYS`: `{prefix}{T}:exp` (sorted set of ids by
+//!   `expires_at`) and `{prefix}{T}:ids` (ids in id order).
+//! - **Every operation on a session is one Lua script** (`EVALSHA`, loaded
+//!   again after a server restart or on a new cluster node), so one atomic
+//!   step and one round trip: an append bumps `last_seq` and the version,
+//!   stores the event, trims beyond `max_events_per_session` (raising
+//!   `trimmed_through`, which `CursorExpired` is decided on), slides the TTL
+//!   and `PUBLISH`es the session id. Redis runs scripts one at a time, so
+//!   commit order is seq order. `set_state` with a condition is one script
+//!   too. Listing, counting and cleanup run one script per shard, the shards
+//!   at once.
 //! - **Time** is the server's clock (`TIME` inside the scripts), so processes
 //!   on hosts with different clocks agree on expiry.
 //! - **Expiry.** Every read compares `expires_at` with the server's clock.
@@ -25,22 +38,32 @@
 //!   session to the session TTL plus `expire_grace`, so Redis drops an
 //!   abandoned session by itself; the grace leaves `cleanup_expired` time to
 //!   remove the index entries and report what it removed.
-//!   `cleanup_expired` works in batches of 500 sessions.
+//!   `cleanup_expired` reaps up to 500 sessions of a shard per script.
+//! - **`max_sessions`** is exact with one shard: the create script counts the
+//!   live sessions. With several shards the other shards are counted first,
+//!   so concurrent creates in different shards can overshoot the limit by
+//!   the number of creates in flight.
 //! - **Live delivery across processes:** a store with subscribers listens on
 //!   the pub/sub channel `{prefix}appends` (reconnecting after a connection
-//!   loss; subscriptions poll meanwhile).
+//!   loss; subscriptions poll meanwhile). On a cluster, classic pub/sub
+//!   reaches every node, and the listener uses the cluster connection's
+//!   RESP3 subscription, which resubscribes after a failover by itself.
 //! - **Connections:** one multiplexed connection with automatic reconnection
-//!   (the redis crate's `ConnectionManager`); a server restart costs the
-//!   calls made while it is down (`Unavailable` or `Timeout`), the store
-//!   needs no reopening.
+//!   (the redis crate's `ConnectionManager`), or on a cluster the crate's
+//!   cluster connection (one per node, following `MOVED`/`ASK` redirects and
+//!   slot migrations). A server restart or a failover costs the calls made
+//!   while it lasts (`Unavailable` or `Timeout`); the store needs no
+//!   reopening.
 //!
 //! # Redis Cluster
 //!
-//! The per-session keys are cluster-safe (one hash tag), but the two session
-//! indexes are keys of their own, in another slot, and the scripts that
-//! create, write, delete or list sessions touch them together with the
-//! session's keys. So this backend needs a single Redis server (or a primary
-//! with replicas); cluster URLs are not supported.
+//! A `redis://` URL naming any node of a cluster works: on open the store
+//! asks the server (`INFO cluster`) and switches to a cluster connection,
+//! discovering the other nodes. `cluster=true` insists on a cluster,
+//! `cluster=false` on a single server (a cluster node then answers `MOVED`
+//! for the keys it does not serve, which is a `Backend` error).
+//! `cluster_nodes` names more nodes to try when the first one is down at
+//! open. A cluster has no databases: the URL's database must be 0.
 //!
 //! # Options (URL query parameters)
 //!
@@ -51,6 +74,9 @@
 //! | `timeout` | `5s` | how long to wait for a reply (`Timeout` past it) |
 //! | `expire_grace` | `1m` | how long after a session expires Redis removes its keys natively |
 //! | `tls_ca_file` | system roots | `rediss://` only: PEM file of the certificate authorities to trust |
+//! | `shards` | 1, or 16 on a cluster | shards of a new key prefix (1–256); stored under `{prefix}config`, and an opener asking for another count is refused |
+//! | `cluster` | `auto` | `auto` asks the server, `true` needs a cluster, `false` a single server |
+//! | `cluster_nodes` | none | more cluster nodes to try at open: `host:port,host:port` (same scheme and credentials as the URL) |
 //!
 //! The location is passed to the redis crate: `redis://[user:password@]host[:port][/db]`,
 //! `rediss://…` for TLS (the server's certificate is checked against the
@@ -63,7 +89,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{Script, ScriptInvocation, Value};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Script,
+    ScriptInvocation, Value,
+};
 use serde_json::{Map, Value as JsonValue};
 use tokio::sync::watch;
 
@@ -75,7 +106,7 @@ use crate::model::{CleanupStats, CreateSession, Event, NewEvent, Page, Session, 
 use crate::options::{Limits, StoreUrl, duration_ms};
 use crate::validate;
 
-/// Sessions removed per cleanup batch.
+/// Sessions removed per cleanup script.
 const CLEANUP_BATCH: usize = 500;
 
 /// How often the pub/sub listener checks that its connection is alive.
@@ -83,6 +114,17 @@ const PUBSUB_PING: Duration = Duration::from_secs(15);
 
 /// Most attempts of `update_session`'s compare-and-set on the metadata.
 const UPDATE_ATTEMPTS: u32 = 1000;
+
+/// Shards of a new key prefix on a single server and on a cluster.
+const DEFAULT_SHARDS: u32 = 1;
+const DEFAULT_CLUSTER_SHARDS: u32 = 16;
+const MAX_SHARDS: u32 = 256;
+
+/// The layout of the keys, stored under `{prefix}config`.
+const LAYOUT: u32 = 2;
+
+/// Redis Cluster's slot count.
+const SLOTS: u32 = 16384;
 
 macro_rules! lua {
     ($file:literal) => {
@@ -96,8 +138,10 @@ macro_rules! lua {
 
 /// The scripts, hashed once.
 struct Scripts {
+    config: Script,
     create: Script,
     get: Script,
+    get_many: Script,
     touch: Script,
     update: Script,
     delete: Script,
@@ -113,9 +157,35 @@ struct Scripts {
     reap: Script,
 }
 
+impl Scripts {
+    fn all(&self) -> [&Script; 17] {
+        [
+            &self.config,
+            &self.create,
+            &self.get,
+            &self.get_many,
+            &self.touch,
+            &self.update,
+            &self.delete,
+            &self.get_state,
+            &self.set_state,
+            &self.delete_state,
+            &self.state_all,
+            &self.append,
+            &self.events_after,
+            &self.list,
+            &self.count,
+            &self.expired,
+            &self.reap,
+        ]
+    }
+}
+
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    config: Script::new(lua!("config.lua")),
     create: Script::new(lua!("create.lua")),
     get: Script::new(lua!("get.lua")),
+    get_many: Script::new(lua!("get_many.lua")),
     touch: Script::new(lua!("touch.lua")),
     update: Script::new(lua!("update.lua")),
     delete: Script::new(lua!("delete.lua")),
@@ -131,14 +201,58 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     reap: Script::new(lua!("reap.lua")),
 });
 
+/// A connection to a single server or to a cluster; cheap to clone, both
+/// reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where the pub/sub listener connects: the store's server, or the
+/// cluster (a client of its own, speaking RESP3 for pushes).
+#[derive(Clone)]
+enum Listen {
+    Single(redis::Client),
+    Cluster(ClusterSetup),
+}
+
 /// The Redis backend.
 pub struct RedisBackend {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: Conn,
+    listen: Listen,
     prefix: String,
     channel: String,
-    exp_key: String,
-    ids_key: String,
+    /// The hash tag of each shard.
+    tags: Vec<String>,
     grace_ms: u64,
     connect_timeout: Duration,
     /// The most a call may take: a reconnect, then a reply.
@@ -155,6 +269,8 @@ impl fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("target", &self.target)
             .field("prefix", &self.prefix)
+            .field("shards", &self.tags.len())
+            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -174,8 +290,53 @@ fn valid_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// CRC16-XMODEM, as Redis Cluster hashes a key's tag onto its slot.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The cluster slot of a hash tag.
+fn slot(tag: &str) -> u32 {
+    u32::from(crc16(tag.as_bytes())) % SLOTS
+}
+
+/// The hash tags of `shards` shards: shard `i`'s tag is the first `i.n`
+/// (n = 0, 1, …) whose slot lies in the `i`-th of `shards` equal slot
+/// ranges, so the shards' slots are evenly spaced.
+fn shard_tags(shards: u32) -> Vec<String> {
+    (0..shards)
+        .map(|i| {
+            let range = (i * SLOTS / shards)..((i + 1) * SLOTS / shards);
+            (0u32..)
+                .map(|n| format!("{i}.{n}"))
+                .find(|tag| range.contains(&slot(tag)))
+                .expect("every slot range is hit by some tag")
+        })
+        .collect()
+}
+
+/// Which kind of server the `cluster` option asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClusterMode {
+    Auto,
+    Yes,
+    No,
+}
+
 impl RedisBackend {
-    /// Connect (TLS for `rediss://`) and load the scripts.
+    /// Connect (TLS for `rediss://`, a cluster connection on a cluster),
+    /// load the scripts and read or write the prefix's shard count.
     pub async fn open(url: &mut StoreUrl, limits: Limits) -> Result<RedisBackend> {
         let prefix = url.take("key_prefix").unwrap_or_else(|| "mss:".to_string());
         valid_prefix(&prefix)?;
@@ -198,45 +359,60 @@ impl RedisBackend {
                 "option expire_grace must be at most 365 days",
             ));
         }
+        let shards: Option<u32> = url.take_number("shards")?;
+        if shards.is_some_and(|n| !(1..=MAX_SHARDS).contains(&n)) {
+            return Err(Error::invalid(format!(
+                "option shards must be 1-{MAX_SHARDS}"
+            )));
+        }
+        let mode = match url.take("cluster").as_deref() {
+            None | Some("auto") => ClusterMode::Auto,
+            Some("true") => ClusterMode::Yes,
+            Some("false") => ClusterMode::No,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "option cluster: {other:?} is not auto, true or false"
+                )));
+            }
+        };
+        let more_nodes = url.take("cluster_nodes");
         let tls_ca_file = url.take("tls_ca_file");
         url.finish()?;
+        if mode == ClusterMode::No && more_nodes.is_some() {
+            return Err(Error::invalid("option cluster_nodes needs a cluster"));
+        }
         if url.scheme == "rediss" {
             // rustls needs one process-wide crypto provider: ring, unless
             // the application installed another one already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let conn_url = format!("{}://{}", url.scheme, url.raw_location);
-        let invalid_url = |e: redis::RedisError| Error::invalid(format!("invalid Redis URL: {e}"));
-        let client = match tls_ca_file {
-            None => redis::Client::open(conn_url.as_str()).map_err(invalid_url)?,
+        let root_cert = match tls_ca_file {
+            None => None,
             Some(path) => {
                 if url.scheme != "rediss" {
                     return Err(Error::invalid("option tls_ca_file needs a rediss:// URL"));
                 }
-                let pem = std::fs::read(&path).map_err(|e| {
+                Some(std::fs::read(&path).map_err(|e| {
                     Error::invalid(format!("option tls_ca_file: cannot read {path:?}: {e}"))
-                })?;
-                redis::Client::build_with_tls(
-                    conn_url.as_str(),
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-                .map_err(|e| Error::invalid(format!("option tls_ca_file {path:?}: {e}")))?
+                })?)
             }
         };
-        let target = match &client.get_connection_info().addr() {
-            redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
-            redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} (TLS)"),
-            other => format!("{other:?}"),
+        let conn_url = format!("{}://{}", url.scheme, url.raw_location);
+        let info = conn_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| Error::invalid(format!("invalid Redis URL: {e}")))?;
+        let mut nodes = vec![info.clone()];
+        for node in more_nodes.iter().flat_map(|s| s.split(',')) {
+            nodes.push(other_node(&info, node)?);
+        }
+        let target = describe(&info);
+        let setup = ClusterSetup {
+            nodes,
+            root_cert,
+            connect_timeout,
+            timeout,
         };
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
         let unavailable = |detail: String| {
             Error::new(
                 ErrorKind::Unavailable,
@@ -246,13 +422,17 @@ impl RedisBackend {
                 ),
             )
         };
-        let mut conn = match tokio::time::timeout(
-            connect_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
+        let connected = tokio::time::timeout(connect_timeout + timeout, connect(mode, setup)).await;
+        let (conn, listen) = match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e))
+                if mode == ClusterMode::Yes
+                    && e.to_string().contains("cluster support disabled") =>
+            {
+                return Err(Error::invalid(format!(
+                    "option cluster=true: Redis at {target} is not a cluster node"
+                )));
+            }
             Ok(Err(e)) => {
                 let mapped = map_err(e);
                 return Err(match mapped.kind() {
@@ -264,42 +444,12 @@ impl RedisBackend {
             }
             Err(_) => return Err(unavailable("no connection".to_string())),
         };
-        // Load every script now, so the first calls need no fallback.
-        let load = async {
-            let s = &*SCRIPTS;
-            for script in [
-                &s.create,
-                &s.get,
-                &s.touch,
-                &s.update,
-                &s.delete,
-                &s.get_state,
-                &s.set_state,
-                &s.delete_state,
-                &s.state_all,
-                &s.append,
-                &s.events_after,
-                &s.list,
-                &s.count,
-                &s.expired,
-                &s.reap,
-            ] {
-                script.prepare_invoke().load_async(&mut conn).await?;
-            }
-            Ok::<_, redis::RedisError>(())
-        };
-        match tokio::time::timeout(connect_timeout + timeout, load).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(map_err(e)),
-            Err(_) => return Err(unavailable("the server did not answer".to_string())),
-        }
-        Ok(RedisBackend {
+        let mut backend = RedisBackend {
             conn,
-            client,
+            listen,
             channel: format!("{prefix}appends"),
-            exp_key: format!("{prefix}sessions:exp"),
-            ids_key: format!("{prefix}sessions:ids"),
             prefix,
+            tags: Vec::new(),
             grace_ms: duration_ms(grace),
             connect_timeout,
             call_timeout: connect_timeout + timeout,
@@ -307,20 +457,73 @@ impl RedisBackend {
             limits,
             closed: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
-        })
+        };
+        backend.tags = shard_tags(backend.prefix_shards(shards).await?);
+        Ok(backend)
     }
 
-    /// The six keys a session script gets.
-    fn keys(&self, id: &str) -> [String; 6] {
-        let p = &self.prefix;
+    /// The prefix's shard count: the stored one, or (first opener) `wanted`
+    /// or the default, stored. An opener asking for another count than the
+    /// stored one is refused.
+    async fn prefix_shards(&self, wanted: Option<u32>) -> Result<u32> {
+        let default = match self.conn {
+            Conn::Single(_) => DEFAULT_SHARDS,
+            Conn::Cluster(_) => DEFAULT_CLUSTER_SHARDS,
+        };
+        let mut inv = SCRIPTS.config.prepare_invoke();
+        inv.key(format!("{}config", self.prefix))
+            .arg(wanted.unwrap_or(default))
+            .arg(LAYOUT);
+        let reply = into_array(self.run(inv, false).await?)?
+            .ok_or_else(|| corrupt("the prefix's config is missing"))?;
+        let [shards, layout] = reply.as_slice() else {
+            return Err(corrupt("the prefix's config lacks fields"));
+        };
+        let (shards, layout) = (as_int(shards)?, as_int(layout)?);
+        if layout != i64::from(LAYOUT) {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "key prefix {:?} holds data of key layout {layout}, this version reads layout {LAYOUT}",
+                    self.prefix
+                ),
+            ));
+        }
+        let shards = u32::try_from(shards)
+            .ok()
+            .filter(|n| (1..=MAX_SHARDS).contains(n))
+            .ok_or_else(|| corrupt("the prefix's shard count is out of range"))?;
+        if let Some(w) = wanted
+            && w != shards
+        {
+            return Err(Error::invalid(format!(
+                "option shards={w}: key prefix {:?} already uses {shards} shards, and this cannot change",
+                self.prefix
+            )));
+        }
+        Ok(shards)
+    }
+
+    /// The shard of session `id`.
+    fn shard_of(&self, id: &str) -> usize {
+        (super::fnv1a(id.as_bytes()) % self.tags.len() as u64) as usize
+    }
+
+    /// The four keys of session `id`, in shard `shard`.
+    fn session_keys(&self, shard: usize, id: &str) -> [String; 4] {
+        let (p, t) = (&self.prefix, &self.tags[shard]);
         [
-            format!("{p}{{{id}}}:s"),
-            format!("{p}{{{id}}}:st"),
-            format!("{p}{{{id}}}:ev"),
-            format!("{p}{{{id}}}:ix"),
-            self.exp_key.clone(),
-            self.ids_key.clone(),
+            format!("{p}{{{t}}}:{id}:s"),
+            format!("{p}{{{t}}}:{id}:st"),
+            format!("{p}{{{t}}}:{id}:ev"),
+            format!("{p}{{{t}}}:{id}:ix"),
         ]
+    }
+
+    /// The expiry and id indexes of shard `shard`.
+    fn index_keys(&self, shard: usize) -> [String; 2] {
+        let (p, t) = (&self.prefix, &self.tags[shard]);
+        [format!("{p}{{{t}}}:exp"), format!("{p}{{{t}}}:ids")]
     }
 
     fn check_open(&self) -> Result<()> {
@@ -362,8 +565,8 @@ impl RedisBackend {
         }
     }
 
-    /// Invoke a session script: the session's keys, then ARGV = id, grace,
-    /// `args`.
+    /// Invoke a session script: the session's keys and its shard's
+    /// indexes, then ARGV = id, grace, `args`.
     async fn session_script(&self, script: &Script, id: &str, args: &[&[u8]]) -> Result<Value> {
         let read_only = [
             &SCRIPTS.get,
@@ -373,8 +576,12 @@ impl RedisBackend {
         ]
         .iter()
         .any(|s| std::ptr::eq(*s, script));
+        let shard = self.shard_of(id);
         let mut inv = script.prepare_invoke();
-        for key in self.keys(id) {
+        for key in self.session_keys(shard, id) {
+            inv.key(key);
+        }
+        for key in self.index_keys(shard) {
             inv.key(key);
         }
         inv.arg(id).arg(self.grace_ms);
@@ -383,6 +590,224 @@ impl RedisBackend {
         }
         self.run(inv, read_only).await
     }
+
+    /// Run `per_shard` on every shard at once; the results in shard order.
+    async fn each_shard<'a, T, F>(&'a self, per_shard: impl Fn(usize) -> F) -> Result<Vec<T>>
+    where
+        F: std::future::Future<Output = Result<T>> + 'a,
+    {
+        futures::future::try_join_all((0..self.tags.len()).map(per_shard)).await
+    }
+
+    /// Live sessions in shard `shard`: how many.
+    async fn count_shard(&self, shard: usize) -> Result<u64> {
+        let mut inv = SCRIPTS.count.prepare_invoke();
+        inv.key(&self.index_keys(shard)[0]);
+        Ok(as_int(&self.run(inv, true).await?)? as u64)
+    }
+
+    /// Up to `want` live ids of shard `shard` after `after`, in id order.
+    async fn list_shard(&self, shard: usize, after: &str, want: usize) -> Result<Vec<String>> {
+        let [exp, ids] = self.index_keys(shard);
+        let mut inv = SCRIPTS.list.prepare_invoke();
+        inv.key(ids).key(exp).arg(after).arg(want);
+        into_array(self.run(inv, true).await?)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(into_text)
+            .collect()
+    }
+
+    /// The live sessions among `ids`, all of shard `shard`, in their order.
+    async fn get_shard(&self, shard: usize, ids: &[&str]) -> Result<Vec<Session>> {
+        let mut inv = SCRIPTS.get_many.prepare_invoke();
+        for id in ids {
+            let [s, ..] = self.session_keys(shard, id);
+            inv.key(s);
+        }
+        let replies = into_array(self.run(inv, true).await?)?.unwrap_or_default();
+        if replies.len() != ids.len() {
+            return Err(corrupt("a session listing lacks sessions"));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, reply) in ids.iter().zip(replies) {
+            if let Some(fields) = into_array(reply)? {
+                out.push(session_from(id, fields)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reap the expired sessions of shard `shard`, a batch per script.
+    async fn cleanup_shard(&self, shard: usize) -> Result<CleanupStats> {
+        let mut total = CleanupStats::default();
+        let indexes = self.index_keys(shard);
+        loop {
+            let mut inv = SCRIPTS.expired.prepare_invoke();
+            inv.key(&indexes[0]).arg(CLEANUP_BATCH);
+            let ids = into_array(self.run(inv, true).await?)?.unwrap_or_default();
+            let batch = ids.len();
+            if batch > 0 {
+                let mut inv = SCRIPTS.reap.prepare_invoke();
+                inv.key(&indexes[0]).key(&indexes[1]);
+                for id in ids {
+                    let id = into_text(id)?;
+                    for key in self.session_keys(shard, &id) {
+                        inv.key(key);
+                    }
+                    inv.arg(id);
+                }
+                let counts = into_array(self.run(inv, false).await?)?
+                    .ok_or_else(|| corrupt("reap answered nil"))?;
+                let n = |i: usize| counts.get(i).map(as_int).unwrap_or(Ok(0));
+                total.add(CleanupStats::new(n(0)? as u64, n(1)? as u64, n(2)? as u64));
+            }
+            if batch < CLEANUP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// The connection info of another node `host:port` of a cluster: the
+/// scheme, credentials and TLS settings of `first`.
+fn other_node(first: &ConnectionInfo, node: &str) -> Result<ConnectionInfo> {
+    let bad = || Error::invalid(format!("option cluster_nodes: {node:?} is not host:port"));
+    let (host, port) = node.trim().rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let addr = match first.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host.to_string(), port),
+        _ => return Err(Error::invalid("option cluster_nodes needs a TCP URL")),
+    };
+    Ok(first.clone().set_addr(addr))
+}
+
+/// `host:port`, for messages.
+fn describe(info: &ConnectionInfo) -> String {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} (TLS)"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// How to reach a cluster: its known nodes and TLS roots.
+#[derive(Clone)]
+struct ClusterSetup {
+    nodes: Vec<ConnectionInfo>,
+    root_cert: Option<Vec<u8>>,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl ClusterSetup {
+    fn builder(&self) -> ClusterClientBuilder {
+        let mut builder = ClusterClientBuilder::new(self.nodes.clone())
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.timeout)
+            .retries(3)
+            .min_retry_wait(20)
+            .max_retry_wait(500);
+        if let Some(pem) = &self.root_cert {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        builder
+    }
+}
+
+/// Connect to `setup.nodes[0]` as a single server, or to the cluster the
+/// nodes belong to; load the scripts.
+async fn connect(mode: ClusterMode, setup: ClusterSetup) -> redis::RedisResult<(Conn, Listen)> {
+    let cluster = match mode {
+        ClusterMode::Yes => true,
+        ClusterMode::No => false,
+        ClusterMode::Auto if setup.nodes.len() > 1 => true,
+        ClusterMode::Auto => {
+            let (mut conn, client) = connect_single(&setup).await?;
+            // A server that does not know the command (or may not run it)
+            // is no cluster node.
+            let info: String = redis::cmd("INFO")
+                .arg("cluster")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+                let mut conn = Conn::Single(conn);
+                load_scripts(&mut conn).await?;
+                return Ok((conn, Listen::Single(client)));
+            }
+            true
+        }
+    };
+    if !cluster {
+        let (conn, client) = connect_single(&setup).await?;
+        let mut conn = Conn::Single(conn);
+        load_scripts(&mut conn).await?;
+        return Ok((conn, Listen::Single(client)));
+    }
+    let client: ClusterClient = setup.builder().build()?;
+    let mut conn = Conn::Cluster(client.get_async_connection().await?);
+    if mode == ClusterMode::Yes {
+        // A single server answers CLUSTER commands with an error.
+        let _: Value = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async(&mut conn)
+            .await?;
+    }
+    load_scripts(&mut conn).await?;
+    Ok((conn, Listen::Cluster(setup)))
+}
+
+/// A connection manager for the single server `setup.nodes[0]`, and its
+/// client (for pub/sub).
+async fn connect_single(
+    setup: &ClusterSetup,
+) -> redis::RedisResult<(ConnectionManager, redis::Client)> {
+    let info = setup.nodes[0].clone();
+    let client = match &setup.root_cert {
+        None => redis::Client::open(info)?,
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        )?,
+    };
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(setup.connect_timeout))
+        .set_response_timeout(Some(setup.timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_millis(500));
+    let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+    Ok((conn, client))
+}
+
+/// Load every script now (on every primary of a cluster), so the first
+/// calls need no fallback.
+async fn load_scripts(conn: &mut Conn) -> redis::RedisResult<()> {
+    for script in SCRIPTS.all() {
+        script.prepare_invoke().load_async(conn).await?;
+    }
+    Ok(())
 }
 
 /// Map a driver error onto the taxonomy; the driver type stays private.
@@ -576,11 +1001,30 @@ impl SessionStore for RedisBackend {
     async fn create_session(&self, req: CreateSession) -> Result<Session> {
         let metadata =
             serde_json::to_string(&req.metadata).map_err(|e| Error::invalid(e.to_string()))?;
-        let max = self
-            .limits
-            .max_sessions
-            .map(|m| m.to_string())
-            .unwrap_or_default();
+        // The create script counts the live sessions of its own shard; the
+        // others are counted first.
+        let max = match self.limits.max_sessions {
+            None => String::new(),
+            Some(max) if self.tags.len() == 1 => max.to_string(),
+            Some(max) => {
+                let own = self.shard_of(&req.id);
+                let others: u64 = self
+                    .each_shard(|shard| async move {
+                        if shard == own {
+                            Ok(0)
+                        } else {
+                            self.count_shard(shard).await
+                        }
+                    })
+                    .await?
+                    .into_iter()
+                    .sum();
+                if others >= max {
+                    return Err(Error::session_limit(max));
+                }
+                (max - others).to_string()
+            }
+        };
         let reply = self
             .session_script(
                 &SCRIPTS.create,
@@ -665,34 +1109,44 @@ impl SessionStore for RedisBackend {
     }
 
     async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Page<Session>> {
-        let mut inv = SCRIPTS.list.prepare_invoke();
-        inv.key(&self.ids_key)
-            .key(&self.exp_key)
-            .arg(after.unwrap_or(""))
-            .arg(limit + 1);
-        let reply = self.run(inv, true).await?;
-        let ids = into_array(reply)?.unwrap_or_default();
+        let after = after.unwrap_or("");
+        // The first `limit + 1` live ids of every shard, merged.
+        let mut ids: Vec<String> = self
+            .each_shard(|shard| self.list_shard(shard, after, limit + 1))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        ids.sort_unstable();
         let more = ids.len() > limit;
-        let mut items = Vec::with_capacity(ids.len().min(limit));
-        for id in ids.into_iter().take(limit) {
-            let id = into_text(id)?;
-            // Expired meanwhile: left out.
-            if let Some(s) = self.get_session(&id).await? {
-                items.push(s);
-            }
+        ids.truncate(limit);
+        // Their sessions, a script per shard (expired meanwhile: left out).
+        let mut by_shard: Vec<Vec<&str>> = vec![Vec::new(); self.tags.len()];
+        for id in &ids {
+            by_shard[self.shard_of(id)].push(id);
         }
-        let next = if more {
-            items.last().map(|s| s.id.clone())
-        } else {
-            None
-        };
+        let mut items: Vec<Session> = futures::future::try_join_all(
+            by_shard
+                .iter()
+                .enumerate()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(shard, ids)| self.get_shard(shard, ids)),
+        )
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+        items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let next = if more { ids.last().cloned() } else { None };
         Ok(Page::new(items, next))
     }
 
     async fn count_sessions(&self) -> Result<u64> {
-        let mut inv = SCRIPTS.count.prepare_invoke();
-        inv.key(&self.exp_key);
-        Ok(as_int(&self.run(inv, true).await?)? as u64)
+        Ok(self
+            .each_shard(|shard| self.count_shard(shard))
+            .await?
+            .into_iter()
+            .sum())
     }
 
     async fn get_state(&self, id: &str, key: &str) -> Result<Option<StateEntry>> {
@@ -842,35 +1296,17 @@ impl SessionStore for RedisBackend {
 
     async fn cleanup_expired(&self) -> Result<CleanupStats> {
         let mut total = CleanupStats::default();
-        loop {
-            let mut inv = SCRIPTS.expired.prepare_invoke();
-            inv.key(&self.exp_key).arg(CLEANUP_BATCH);
-            let ids = into_array(self.run(inv, true).await?)?.unwrap_or_default();
-            let batch = ids.len();
-            for id in ids {
-                let id = into_text(id)?;
-                let reply = self.session_script(&SCRIPTS.reap, &id, &[]).await?;
-                let counts = into_array(reply)?.ok_or_else(|| corrupt("reap answered nil"))?;
-                let n = |i: usize| {
-                    counts
-                        .get(i)
-                        .map(as_int)
-                        .transpose()
-                        .map(|v| v.unwrap_or(0))
-                };
-                total.add(CleanupStats::new(n(0)? as u64, n(1)? as u64, n(2)? as u64));
-            }
-            if batch < CLEANUP_BATCH {
-                return Ok(total);
-            }
+        for stats in self.each_shard(|shard| self.cleanup_shard(shard)).await? {
+            total.add(stats);
         }
+        Ok(total)
     }
 
     fn watch_appends(&self, listener: AppendListener) -> Result<bool> {
         self.check_open()?;
         let runtime = crate::store::current_runtime()?;
         runtime.spawn(listen(
-            self.client.clone(),
+            self.listen.clone(),
             self.channel.clone(),
             self.connect_timeout,
             self.shutdown.subscribe(),
@@ -892,18 +1328,36 @@ impl SessionStore for RedisBackend {
 /// (with a pause); what was published meanwhile is lost, which subscriptions
 /// cover by polling.
 async fn listen(
-    client: redis::Client,
+    target: Listen,
     channel: String,
     connect_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     listener: AppendListener,
 ) {
-    use futures::StreamExt;
     // Resolves once the store closes or is dropped.
     let stopped = async move {
         let _ = shutdown.wait_for(|closed| *closed).await;
     };
     tokio::pin!(stopped);
+    match target {
+        Listen::Single(client) => {
+            listen_single(client, channel, connect_timeout, stopped, listener).await
+        }
+        Listen::Cluster(setup) => {
+            listen_cluster(setup, channel, connect_timeout, stopped, listener).await
+        }
+    }
+}
+
+/// [`listen`] on a single server.
+async fn listen_single(
+    client: redis::Client,
+    channel: String,
+    connect_timeout: Duration,
+    mut stopped: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    listener: AppendListener,
+) {
+    use futures::StreamExt;
     loop {
         let connect = async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -956,5 +1410,98 @@ async fn listen(
             _ = stopped.as_mut() => return,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+    }
+}
+
+/// [`listen`] on a cluster: a cluster connection of its own, speaking RESP3,
+/// whose subscription the redis crate renews after a node fails.
+async fn listen_cluster(
+    setup: ClusterSetup,
+    channel: String,
+    connect_timeout: Duration,
+    mut stopped: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    listener: AppendListener,
+) {
+    loop {
+        let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+        let connect = async {
+            let client = setup
+                .builder()
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(tx)
+                .build()?;
+            let mut conn = client.get_async_connection().await?;
+            conn.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        let connected = tokio::select! {
+            _ = stopped.as_mut() => return,
+            c = tokio::time::timeout(connect_timeout, connect) => c,
+        };
+        let Ok(Ok(mut conn)) = connected else {
+            tokio::select! {
+                _ = stopped.as_mut() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            }
+        };
+        let mut heartbeat = tokio::time::interval(PUBSUB_PING);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.reset();
+        loop {
+            let push = tokio::select! {
+                _ = stopped.as_mut() => return,
+                p = pushes.recv() => p,
+                _ = heartbeat.tick() => {
+                    let ping = redis::cmd("PING");
+                    let ping = tokio::time::timeout(connect_timeout, ping.query_async::<Value>(&mut conn));
+                    if matches!(ping.await, Ok(Ok(_))) {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            let Some(push) = push else {
+                break;
+            };
+            if push.kind == redis::PushKind::Message
+                && let Some(Value::BulkString(payload)) = push.data.get(1)
+                && let Ok(id) = std::str::from_utf8(payload)
+                && !listener(id)
+            {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = stopped.as_mut() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_is_the_one_redis_cluster_uses() {
+        // The check value from the Redis Cluster specification.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot("123456789"), 12739);
+    }
+
+    #[test]
+    fn shard_tags_take_evenly_spaced_slots() {
+        for shards in [1, 2, 3, 16, 100, MAX_SHARDS] {
+            let tags = shard_tags(shards);
+            assert_eq!(tags.len(), shards as usize);
+            for (i, tag) in tags.iter().enumerate() {
+                let i = i as u32;
+                let range = (i * SLOTS / shards)..((i + 1) * SLOTS / shards);
+                assert!(range.contains(&slot(tag)), "{tag} of {shards}");
+                assert!(!tag.contains(['{', '}']), "{tag}");
+            }
+        }
+        // Every process computes the same tags.
+        assert_eq!(shard_tags(16), shard_tags(16));
     }
 }

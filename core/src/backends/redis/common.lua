@@ -1,7 +1,8 @@
 -- Shared by every script of the Redis backend (prepended at build time).
 -- Session scripts get KEYS = {session hash, state hash, event hash,
--- stream index, expiry index, id index} and ARGV = {session id,
--- native-expiry grace in ms, ...their own arguments}.
+-- stream index, expiry index, id index}, all in the session's shard (one
+-- hash tag, so one cluster slot), and ARGV = {session id, native-expiry
+-- grace in ms, ...their own arguments}. Shard scripts get keys of one shard.
 -- Time is the server's clock (TIME), so every process agrees on expiry.
 local function now_ms()
   local t = redis.call('TIME')
@@ -37,7 +38,12 @@ local function renew(now)
   redis.call('ZADD', KEYS[5], int(exp), ARGV[1])
 end
 
-local function session_reply()
-  return redis.call('HMGET', KEYS[1], 'created_at', 'last_activity', 'expires_at',
+-- The fields of the session hash `key`, in the order the backend reads.
+local function session_fields(key)
+  return redis.call('HMGET', key, 'created_at', 'last_activity', 'expires_at',
     'ttl_ms', 'metadata', 'version', 'last_seq')
+end
+
+local function session_reply()
+  return session_fields(KEYS[1])
 end

@@ -1,12 +1,18 @@
--- Remove one expired session (nothing if it is live again). Returns
--- {sessions removed from the index, state entries, events}.
+-- KEYS[1] expiry index, KEYS[2] id index of one shard, then four keys per
+-- session (hash, state, events, stream index); ARGV the sessions' ids.
+-- Removes each of them that has expired (not one that is live again).
+-- Returns {sessions removed from the index, state entries, events}.
 local now = now_ms()
-if live(now) then
-  return {0, 0, 0}
+local removed, st, ev = 0, 0, 0
+for i, id in ipairs(ARGV) do
+  local k = 2 + (i - 1) * 4
+  local exp = redis.call('HGET', KEYS[k + 1], 'expires_at')
+  if not (exp and tonumber(exp) > now) then
+    st = st + redis.call('HLEN', KEYS[k + 2])
+    ev = ev + redis.call('HLEN', KEYS[k + 3])
+    redis.call('DEL', KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
+    removed = removed + redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+  end
 end
-local st = redis.call('HLEN', KEYS[2])
-local ev = redis.call('HLEN', KEYS[3])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-local removed = redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('ZREM', KEYS[6], ARGV[1])
 return {removed, st, ev}
