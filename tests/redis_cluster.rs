@@ -1,0 +1,456 @@
+//! The Redis backend on a Redis Cluster: detection from any node, shards
+//! spread over the nodes' slots, pub/sub across nodes, more seed nodes, and
+//! a slot moving to another node under load. Runs when `MSS_TEST_BACKENDS`
+//! names `redis-cluster` (the cluster `scripts/redis-cluster.sh` starts, or
+//! `MSS_TEST_REDIS_CLUSTER_URL`); otherwise every test is listed as ignored.
+//!
+//! The slot-moving test moves one slot and moves it back; the cluster is
+//! left as it was found.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
+use mcp_session_store_conformance::{Namespace, TestFn, run_backend_tests, tests};
+use serde_json::json;
+
+const TESTS: &[(&str, TestFn)] = tests![
+    any_node_is_detected_as_a_cluster_and_shards_spread_over_every_node,
+    a_subscriber_is_woken_by_pubsub_from_a_store_on_another_node,
+    more_seed_nodes_are_tried_when_the_first_is_down,
+    a_slot_moving_to_another_node_under_load_loses_nothing,
+];
+
+/// No call may take longer than this: past it the test fails as hung.
+const HANG: Duration = Duration::from_secs(60);
+
+fn main() {
+    run_backend_tests("redis-cluster", TESTS)
+}
+
+/// Await `f`, failing the test if it hangs.
+async fn no_hang<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HANG, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {HANG:?}"))
+}
+
+/// The namespace's key prefix (from its `key_prefix=` parameter).
+fn prefix(ns: &Namespace) -> String {
+    let url = ns.url("");
+    url.split("key_prefix=")
+        .nth(1)
+        .expect("a key_prefix parameter")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `host:port` of the node the namespace's URL names.
+fn first_node(ns: &Namespace) -> String {
+    let base = ns.base_url();
+    let rest = base.split("://").nth(1).expect("a URL");
+    let rest = rest.rsplit('@').next().unwrap();
+    rest.split(['/', '?']).next().unwrap().to_string()
+}
+
+/// A plain connection to one node.
+async fn node(addr: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://{addr}"))
+        .expect("a node address")
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+/// A cluster primary: its id and address.
+#[derive(Debug, Clone)]
+struct Primary {
+    id: String,
+    addr: String,
+}
+
+/// The cluster's primaries, from `CLUSTER NODES` of the namespace's node.
+async fn primaries(ns: &Namespace) -> Vec<Primary> {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut node(&first_node(ns)).await)
+        .await
+        .unwrap();
+    let mut out: Vec<Primary> = nodes
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let flags = f.get(2)?;
+            (flags.split(',').any(|x| x == "master") && !flags.contains("fail")).then(|| Primary {
+                id: f[0].to_string(),
+                addr: f[1].split('@').next().unwrap().to_string(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.addr.cmp(&b.addr));
+    assert!(
+        out.len() >= 2,
+        "a cluster of two primaries or more: {nodes}"
+    );
+    out
+}
+
+/// The keys under `prefix` on one node.
+async fn keys_on(addr: &str, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut node(addr).await)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// The hash tag of a key.
+fn tag_of(key: &str) -> &str {
+    let start = key.find('{').expect("a hash tag") + 1;
+    let end = start + key[start..].find('}').expect("a hash tag");
+    &key[start..end]
+}
+
+async fn keyslot(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u32 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// The primary serving `slot`.
+async fn owner(ns: &Namespace, slot: u32) -> Primary {
+    let mut conn = node(&first_node(ns)).await;
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for range in ranges {
+        let redis::Value::Array(parts) = range else {
+            continue;
+        };
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(n) => *n as u32,
+            other => panic!("CLUSTER SLOTS: {other:?}"),
+        };
+        let (lo, hi) = (int(&parts[0]), int(&parts[1]));
+        if (lo..=hi).contains(&slot) {
+            let redis::Value::Array(primary) = &parts[2] else {
+                panic!("CLUSTER SLOTS: {parts:?}");
+            };
+            let redis::Value::BulkString(id) = &primary[2] else {
+                panic!("CLUSTER SLOTS: {primary:?}");
+            };
+            let id = String::from_utf8(id.clone()).unwrap();
+            return primaries(ns)
+                .await
+                .into_iter()
+                .find(|p| p.id == id)
+                .expect("the owner is a primary");
+        }
+    }
+    panic!("no node serves slot {slot}");
+}
+
+async fn any_node_is_detected_as_a_cluster_and_shards_spread_over_every_node(ns: Namespace) {
+    let prefix = prefix(&ns);
+    let nodes = primaries(&ns).await;
+    // The last primary, with no cluster option: the store asks the server.
+    let url = format!(
+        "redis://{}?key_prefix={prefix}",
+        nodes[nodes.len() - 1].addr
+    );
+    let store = no_hang("open on a cluster node", Store::open(&url))
+        .await
+        .unwrap();
+    for i in 0..64 {
+        let id = store
+            .create_session(NewSession::new().with_id(format!("spread-{i:02}")))
+            .await
+            .unwrap()
+            .id;
+        store.set_state(&id, "k", json!(i)).await.unwrap();
+        store
+            .append_event(&id, NewEvent::new("s", json!(i)))
+            .await
+            .unwrap();
+    }
+    // Every primary holds some of the sessions, and every key of a session
+    // is on the same node under the same tag.
+    let mut tags = BTreeSet::new();
+    let mut where_is: BTreeMap<String, String> = BTreeMap::new();
+    for p in &nodes {
+        let keys = keys_on(&p.addr, &prefix).await;
+        let sessions = keys.iter().filter(|k| k.ends_with(":s")).count();
+        assert!(sessions > 0, "no session on {}: {keys:?}", p.addr);
+        for key in keys.iter().filter(|k| !k.ends_with("config")) {
+            tags.insert(tag_of(key).to_string());
+            if let Some(id) = key.strip_suffix(":s").and_then(|k| k.split("}:").nth(1)) {
+                where_is.insert(id.to_string(), p.addr.clone());
+            }
+        }
+        for key in keys.iter().filter(|k| k.contains(":spread-")) {
+            let id = key.split("}:").nth(1).unwrap().rsplit_once(':').unwrap().0;
+            assert_eq!(where_is.get(id), Some(&p.addr), "{key}");
+        }
+    }
+    assert_eq!(where_is.len(), 64);
+    // A new prefix on a cluster has 16 shards, whose slots (as the server
+    // computes them) are evenly spaced.
+    assert_eq!(tags.len(), 16, "{tags:?}");
+    let mut conn = node(&nodes[0].addr).await;
+    let mut slots = Vec::new();
+    for tag in &tags {
+        slots.push(keyslot(&mut conn, &format!("{{{tag}}}")).await);
+    }
+    slots.sort_unstable();
+    for (i, slot) in slots.iter().enumerate() {
+        assert_eq!(*slot / 1024, i as u32, "slots {slots:?}");
+    }
+    // Listing, counting and cleanup see every node.
+    assert_eq!(store.count_sessions().await.unwrap(), 64);
+    let page = store.list_sessions(None, 100).await.unwrap();
+    let listed: Vec<String> = page.items.into_iter().map(|s| s.id).collect();
+    assert_eq!(listed, where_is.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(store.cleanup_expired().await.unwrap().sessions, 0);
+}
+
+async fn a_subscriber_is_woken_by_pubsub_from_a_store_on_another_node(ns: Namespace) {
+    let prefix = prefix(&ns);
+    let nodes = primaries(&ns).await;
+    let url = |addr: &str| format!("redis://{addr}?cluster=true&key_prefix={prefix}");
+    // The subscriber polls once an hour: only a published append can wake it.
+    let listener = Store::open_with(
+        &url(&nodes[0].addr),
+        StoreOptions::default().with_poll_interval(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let writer = Store::open(&url(&nodes[nodes.len() - 1].addr))
+        .await
+        .unwrap();
+    let id = writer.create_session(NewSession::new()).await.unwrap().id;
+    let mut sub = listener
+        .subscribe(&id, EventId::start("live"))
+        .await
+        .unwrap();
+    // Appends until the subscriber has seen one: the listener's connection
+    // may still be starting when the first append is published.
+    let mut appended = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = writer
+                .append_event(&id, NewEvent::new("live", json!(appended.len())))
+                .await
+                .unwrap();
+            appended.push(e.seq);
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(500), sub.next()).await
+            {
+                return event.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("a published append woke the subscriber");
+    assert_eq!(got.seq, appended[0]);
+    // Once it is listening, each append arrives at once.
+    for n in 0..5 {
+        let e = writer
+            .append_event(&id, NewEvent::new("live", json!(n)))
+            .await
+            .unwrap();
+        let mut seen = None;
+        while seen.is_none_or(|s| s < e.seq) {
+            let event = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("a published append arrives without polling")
+                .expect("the subscription goes on")
+                .unwrap();
+            seen = Some(event.seq);
+        }
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+fn spare_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
+    listener.local_addr().unwrap().port()
+}
+
+async fn more_seed_nodes_are_tried_when_the_first_is_down(ns: Namespace) {
+    let prefix = prefix(&ns);
+    let nodes = primaries(&ns).await;
+    let closed = format!("127.0.0.1:{}", spare_port());
+    let url = format!(
+        "redis://{closed}?cluster=true&cluster_nodes={}&connect_timeout=1s&key_prefix={prefix}",
+        nodes[1].addr
+    );
+    let store = no_hang("open with a live second seed", Store::open(&url))
+        .await
+        .unwrap();
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    assert!(store.get_session(&id).await.unwrap().is_some());
+
+    // No seed answers: Unavailable, within the timeouts.
+    let url = format!(
+        "redis://{closed}?cluster=true&cluster_nodes=127.0.0.1:{}&connect_timeout=500ms&timeout=500ms",
+        spare_port()
+    );
+    let started = Instant::now();
+    let err = no_hang("open with no live seed", Store::open(&url))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+}
+
+/// Move `slot` from `from` to `to` as `redis-cli --cluster reshard` does:
+/// mark it importing and migrating, `MIGRATE` its keys, then give it to
+/// `to` on every primary.
+async fn move_slot(nodes: &[Primary], slot: u32, from: &Primary, to: &Primary) {
+    let mut src = node(&from.addr).await;
+    let mut dst = node(&to.addr).await;
+    let setslot = |state: &str, id: &str| {
+        let mut c = redis::cmd("CLUSTER");
+        c.arg("SETSLOT").arg(slot).arg(state).arg(id);
+        c
+    };
+    let _: () = setslot("IMPORTING", &from.id)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let _: () = setslot("MIGRATING", &to.id)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let (host, port) = to.addr.rsplit_once(':').unwrap();
+    loop {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        let _: redis::Value = redis::cmd("MIGRATE")
+            .arg(host)
+            .arg(port)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+    }
+    for p in [to, from].into_iter().chain(nodes.iter()) {
+        let _: () = setslot("NODE", &to.id)
+            .query_async(&mut node(&p.addr).await)
+            .await
+            .unwrap();
+    }
+}
+
+async fn a_slot_moving_to_another_node_under_load_loses_nothing(ns: Namespace) {
+    // Nothing trimmed: every acknowledged append must be there.
+    let url = ns.url("max_events_per_session=10000");
+    let store = Store::open(&url).await.unwrap();
+    let other = Store::open(&url).await.unwrap();
+    let prefix = prefix(&ns);
+    let nodes = primaries(&ns).await;
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    store.set_state(&id, "n", json!(0)).await.unwrap();
+    // The session's slot, and a node to move it to.
+    let mut hash = None;
+    for p in &nodes {
+        hash = hash.or(keys_on(&p.addr, &prefix)
+            .await
+            .into_iter()
+            .find(|k| k.ends_with(&format!(":{id}:s"))));
+    }
+    let hash = hash.expect("the session hash");
+    let slot = keyslot(&mut node(&nodes[0].addr).await, &hash).await;
+    let from = owner(&ns, slot).await;
+    let to = nodes.iter().find(|p| p.id != from.id).unwrap().clone();
+
+    // Two writers append and increment while the slot moves there and back.
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let writer = |store: Store, id: String| {
+        let mut done = done.clone();
+        tokio::spawn(async move {
+            let (mut seqs, mut errors) = (Vec::new(), Vec::new());
+            while (!*done.borrow_and_update() || seqs.len() < 20) && seqs.len() < 5000 {
+                match store
+                    .append_event(&id, NewEvent::new("s", json!(seqs.len())))
+                    .await
+                {
+                    Ok(e) => seqs.push(e.seq),
+                    Err(e) => errors.push(format!("append: {e}")),
+                }
+                let incremented = store
+                    .update_state(&id, "n", |v| {
+                        Ok(json!(v.and_then(|v| v.as_i64()).unwrap_or(0) + 1))
+                    })
+                    .await;
+                if let Err(e) = incremented {
+                    errors.push(format!("increment: {e}"));
+                }
+            }
+            (seqs, errors)
+        })
+    };
+    let a = writer(store.clone(), id.clone());
+    let b = writer(other.clone(), id.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    no_hang("moving the slot", move_slot(&nodes, slot, &from, &to)).await;
+    assert_eq!(owner(&ns, slot).await.id, to.id);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    no_hang("moving the slot back", move_slot(&nodes, slot, &to, &from)).await;
+    assert_eq!(owner(&ns, slot).await.id, from.id);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    done_tx.send_replace(true);
+    let (seqs_a, errors_a) = no_hang("writer a", a).await.unwrap();
+    let (seqs_b, errors_b) = no_hang("writer b", b).await.unwrap();
+    let errors: Vec<String> = errors_a.into_iter().chain(errors_b).collect();
+    assert!(
+        errors.is_empty(),
+        "calls failed while the slot moved: {errors:?}"
+    );
+
+    // Every acknowledged append is stored once, in order, with no gap; the
+    // counter is exact.
+    let mut all: Vec<u64> = seqs_a.iter().chain(&seqs_b).copied().collect();
+    all.sort_unstable();
+    let stored: Vec<u64> = store
+        .events_after(&id, &EventId::start("s"), 10_000)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(stored, all);
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
+    let n = store.get_state(&id, "n").await.unwrap().unwrap();
+    assert_eq!(n.value.to_value(), json!(all.len()));
+    eprintln!(
+        "slot {slot} moved {} -> {} -> {} under {} appends and as many increments",
+        from.addr,
+        to.addr,
+        from.addr,
+        all.len()
+    );
+}
