@@ -5,10 +5,12 @@
 //! `MSS_TEST_REDIS_CLUSTER_URL`); otherwise every test is listed as ignored.
 //!
 //! The slot-moving test moves one slot and moves it back; the cluster is
-//! left as it was found.
+//! left as it was found. The failover test starts a cluster of its own (three
+//! primaries with a replica each, on spare ports) and kills a primary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
@@ -20,6 +22,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     a_subscriber_is_woken_by_pubsub_from_a_store_on_another_node,
     more_seed_nodes_are_tried_when_the_first_is_down,
     a_slot_moving_to_another_node_under_load_loses_nothing,
+    a_primary_failing_over_to_its_replica_needs_no_reopening,
 ];
 
 /// No call may take longer than this: past it the test fails as hung.
@@ -453,4 +456,226 @@ async fn a_slot_moving_to_another_node_under_load_loses_nothing(ns: Namespace) {
         from.addr,
         all.len()
     );
+}
+
+/// A port for a cluster node: free, and so is its bus port (+10000).
+fn spare_cluster_port() -> u16 {
+    loop {
+        let port = spare_port();
+        if port < 55000 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of the test's own: three primaries with a replica each,
+/// on spare ports, nothing saved. Killed when dropped.
+struct SpareCluster {
+    _dir: tempfile::TempDir,
+    nodes: Vec<(u16, Child)>,
+}
+
+impl SpareCluster {
+    fn start() -> SpareCluster {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = spare_cluster_port();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port"])
+                .arg(port.to_string())
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(format!("nodes-{port}.conf"))
+                .args(["--cluster-node-timeout", "1000"])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server (is it installed?)");
+            nodes.push((port, child));
+        }
+        let cluster = SpareCluster { _dir: dir, nodes };
+        for &(port, _) in &cluster.nodes {
+            wait_for(&format!("node {port} to answer"), || {
+                redis_cli(port, &["PING"]).is_some_and(|out| out.trim() == "PONG")
+            });
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create");
+        for &(port, _) in &cluster.nodes {
+            wait_for(&format!("node {port} to see a healthy cluster"), || {
+                redis_cli(port, &["CLUSTER", "INFO"])
+                    .is_some_and(|out| out.contains("cluster_state:ok"))
+            });
+        }
+        // Every replica has synced with its primary.
+        wait_for("three replicas in sync", || {
+            cluster
+                .nodes
+                .iter()
+                .filter(|(port, _)| {
+                    redis_cli(*port, &["INFO", "replication"]).is_some_and(|out| {
+                        out.contains("role:slave") && out.contains("master_link_status:up")
+                    })
+                })
+                .count()
+                == 3
+        });
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.nodes[0].0)
+    }
+
+    fn kill(&mut self, port: u16) {
+        let (_, child) = self
+            .nodes
+            .iter_mut()
+            .find(|(p, _)| *p == port)
+            .expect("a node of this cluster");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for SpareCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `redis-cli -p PORT ARGS…`'s output, or `None` if it failed.
+fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Poll `ready` for up to 30 s.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "waited 30 s for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn a_primary_failing_over_to_its_replica_needs_no_reopening(_ns: Namespace) {
+    let mut cluster = tokio::task::spawn_blocking(SpareCluster::start)
+        .await
+        .unwrap();
+    let url = format!(
+        "{}?cluster=true&key_prefix=failover:&connect_timeout=1s&timeout=1s",
+        cluster.url()
+    );
+    let store = no_hang("open", Store::open(&url)).await.unwrap();
+    let id = store.create_session(NewSession::new()).await.unwrap().id;
+    let mut before = Vec::new();
+    for n in 0..10 {
+        let e = store
+            .append_event(&id, NewEvent::new("s", json!(n)))
+            .await
+            .unwrap();
+        before.push(e.seq);
+    }
+    // The primary serving the session, once its replica has everything.
+    let ports: Vec<u16> = cluster.nodes.iter().map(|(p, _)| *p).collect();
+    let mut primary = None;
+    for &port in &ports {
+        let mut conn = node(&format!("127.0.0.1:{port}")).await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("failover:*:{id}:ev"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let role: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() && role.contains("role:master") {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(5000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(acked, 1, "the replica acknowledged the writes");
+            primary = Some(port);
+        }
+    }
+    let primary = primary.expect("the session's primary");
+    cluster.kill(primary);
+
+    // Calls fail while the replica takes over (Unavailable or Timeout), then
+    // work again on the same store.
+    let killed = Instant::now();
+    let mut failed = Vec::new();
+    let first = loop {
+        match store
+            .append_event(&id, NewEvent::new("s", json!("after")))
+            .await
+        {
+            Ok(e) => break e,
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+                    "a failover is Unavailable or Timeout, not {e}"
+                );
+                failed.push(e.kind());
+                assert!(
+                    killed.elapsed() < Duration::from_secs(40),
+                    "no append worked 40 s after the primary died: {failed:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    eprintln!(
+        "failover: the first append worked {:?} after the kill, {} calls failed before",
+        killed.elapsed(),
+        failed.len()
+    );
+    // What the replica acknowledged survived, and seq goes on after it.
+    assert_eq!(first.seq, before.len() as u64 + 1);
+    let stored: Vec<u64> = store
+        .events_after(&id, &EventId::start("s"), 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(stored, (1..=first.seq).collect::<Vec<_>>());
+    // Other operations work too, and on a new store.
+    store.set_state(&id, "k", json!(1)).await.unwrap();
+    let reopened = no_hang("open after the failover", Store::open(&url))
+        .await
+        .unwrap();
+    assert_eq!(reopened.count_sessions().await.unwrap(), 1);
 }

@@ -814,7 +814,13 @@ async fn load_scripts(conn: &mut Conn) -> redis::RedisResult<()> {
 fn map_err(e: redis::RedisError) -> Error {
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
-    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+    } else if e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        // A cluster still redirecting after the redis crate's retries: a
+        // slot moving, or a failover under way.
+        || e.is_cluster_error()
+    {
         ErrorKind::Unavailable
     } else {
         match e.code() {
