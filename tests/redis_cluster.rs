@@ -21,6 +21,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     any_node_is_detected_as_a_cluster_and_shards_spread_over_every_node,
     a_subscriber_is_woken_by_pubsub_from_a_store_on_another_node,
     more_seed_nodes_are_tried_when_the_first_is_down,
+    a_cluster_node_opened_as_a_single_server_says_so,
     a_slot_moving_to_another_node_under_load_loses_nothing,
     a_primary_failing_over_to_its_replica_needs_no_reopening,
 ];
@@ -314,6 +315,26 @@ async fn more_seed_nodes_are_tried_when_the_first_is_down(ns: Namespace) {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+}
+
+async fn a_cluster_node_opened_as_a_single_server_says_so(ns: Namespace) {
+    let prefix = prefix(&ns);
+    // A node serves only its own slots: on at least two of the primaries
+    // the prefix's config or the one shard is elsewhere.
+    let mut refused = 0;
+    for p in primaries(&ns).await {
+        let url = format!("redis://{}?cluster=false&key_prefix={prefix}", p.addr);
+        let outcome = match no_hang("open with cluster=false", Store::open(&url)).await {
+            Ok(store) => store.create_session(NewSession::new()).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+            assert!(e.message().contains("cluster=auto"), "{e}");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "{refused} nodes refused keys of other nodes");
 }
 
 /// Move `slot` from `from` to `to` as `redis-cli --cluster reshard` does:
@@ -674,8 +695,17 @@ async fn a_primary_failing_over_to_its_replica_needs_no_reopening(_ns: Namespace
     assert_eq!(stored, (1..=first.seq).collect::<Vec<_>>());
     // Other operations work too, and on a new store.
     store.set_state(&id, "k", json!(1)).await.unwrap();
-    let reopened = no_hang("open after the failover", Store::open(&url))
-        .await
-        .unwrap();
+    // (the URL's node may be the dead one: the other nodes as seeds)
+    let seeds: Vec<String> = ports
+        .iter()
+        .filter(|&&p| p != primary)
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let reopened = no_hang(
+        "open after the failover",
+        Store::open(&format!("{url}&cluster_nodes={}", seeds.join(","))),
+    )
+    .await
+    .unwrap();
     assert_eq!(reopened.count_sessions().await.unwrap(), 1);
 }

@@ -11,7 +11,7 @@
 //! | `memory://` | in-process, sharded maps | always |
 //! | `sqlite://PATH` | SQLite file, WAL, group commit | `sqlite` (default) |
 //! | `dynamodb://TABLE?region=…&endpoint=…` | DynamoDB (or a compatible server): one table, transactional appends, sharded session index | `dynamodb` |
-//! | `redis://HOST:PORT`, `rediss://…` | Redis (TLS by rustls): one Lua script per operation, pub/sub wake-ups | `redis` |
+//! | `redis://HOST:PORT`, `rediss://…` | Redis, a single server or a Redis Cluster (TLS by rustls): one Lua script per operation on one slot, pub/sub wake-ups | `redis` |
 //!
 //! ```no_run
 //! # async fn demo() -> mcp_session_store::Result<()> {

@@ -553,6 +553,18 @@ impl RedisBackend {
             }
         };
         match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(Err(e)) if matches!(self.conn, Conn::Single(_)) && e.is_cluster_error() => {
+                // A cluster node reached without a cluster connection
+                // (`cluster=false`): it serves only its own slots.
+                Err(Error::new(
+                    ErrorKind::Backend,
+                    format!(
+                        "Redis at {} is a Redis Cluster node that does not serve this key \
+                         (open the store with cluster=auto or cluster=true): {e}",
+                        self.target
+                    ),
+                ))
+            }
             Ok(result) => result.map_err(map_err),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
