@@ -1,5 +1,5 @@
-//! PostgreSQL's own features: URL options, TLS, LISTEN/NOTIFY, timeouts and
-//! an unreachable server. Runs when `MSS_TEST_BACKENDS` names `postgres`;
+//! PostgreSQL's own features: URL options, TLS, LISTEN/NOTIFY, timeouts,
+//! batched appends and an unreachable server. Runs when `MSS_TEST_BACKENDS` names `postgres`;
 //! otherwise every test is listed as ignored.
 
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ const TESTS: &[(&str, TestFn)] = tests![
     appends_work_without_notify,
     statement_timeout_is_timeout_and_loses_nothing,
     cleanup_skips_a_session_a_writer_holds,
+    appends_batched_under_load_keep_order_trim_and_not_found_apart,
+    batched_appends_notify_listeners,
 ];
 
 fn main() {
@@ -291,4 +293,137 @@ async fn cleanup_skips_a_session_a_writer_holds(ns: Namespace) {
     assert_eq!(stats.sessions, 1);
     assert_eq!(store.count_sessions().await.unwrap(), 0);
     let _ = free;
+}
+
+async fn appends_batched_under_load_keep_order_trim_and_not_found_apart(ns: Namespace) {
+    // 64 callers and 2 append workers (pool_size 8): appends queue up and
+    // go several to a statement, often several to one session, and the
+    // batch itself trims (5 events kept).
+    let url = ns.url("pool_size=8&max_events_per_session=5");
+    let store = Store::open(&url).await.unwrap();
+    let deleter = Store::open(&url).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store.create_session(NewSession::new()).await.unwrap().id);
+    }
+    let doomed = ids[3].clone();
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let store = store.clone();
+        let id = ids[t % 4].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for n in 0..10 {
+                out.push(
+                    store
+                        .append_event(&id, NewEvent::new("s", json!({"t": t, "n": n})))
+                        .await,
+                );
+            }
+            (id, out)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(deleter.delete_session(&doomed).await.unwrap());
+
+    let mut seqs: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for task in tasks {
+        let (id, results) = task.await.unwrap();
+        let mut gone = false;
+        for result in results {
+            match result {
+                Ok(e) => {
+                    assert!(!gone, "an append to {id} worked after one found it gone");
+                    assert_eq!(e.session_id, id);
+                    seqs.entry(id.clone()).or_default().push(e.seq);
+                }
+                Err(e) => {
+                    assert_eq!(id, doomed, "{e}");
+                    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+                    gone = true;
+                }
+            }
+        }
+    }
+    for id in &ids[..3] {
+        // Every append of the live sessions stored, numbered 1..=160.
+        let mut got = seqs.remove(id).unwrap();
+        got.sort_unstable();
+        assert_eq!(got, (1..=160).collect::<Vec<u64>>(), "{id}");
+        assert_eq!(store.get_session(id).await.unwrap().unwrap().last_seq, 160);
+        // The newest 5 are kept, in order; before them the cursor expired.
+        let page = store
+            .events_after(id, &EventId::new("s", 155), 100)
+            .await
+            .unwrap();
+        let kept: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+        assert_eq!(kept, [156, 157, 158, 159, 160]);
+        let err = store
+            .events_after(id, &EventId::new("s", 150), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CursorExpired, "{err}");
+    }
+    // The deleted session's appends before the delete got distinct seqs.
+    let mut doomed_seqs = seqs.remove(&doomed).unwrap_or_default();
+    let n = doomed_seqs.len();
+    doomed_seqs.sort_unstable();
+    doomed_seqs.dedup();
+    assert_eq!(doomed_seqs.len(), n);
+    assert!(store.get_session(&doomed).await.unwrap().is_none());
+}
+
+async fn batched_appends_notify_listeners(ns: Namespace) {
+    // The subscriber polls once an hour: only NOTIFY can wake it.
+    let listener = Store::open_with(
+        &ns.url(""),
+        StoreOptions::default().with_poll_interval(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let writer = Store::open(&ns.url("pool_size=8")).await.unwrap();
+    let id = writer.create_session(NewSession::new()).await.unwrap().id;
+    let mut sub = listener.subscribe(&id, EventId::start("s")).await.unwrap();
+    // Wait until the listener is registered, so appends notify.
+    let count = format!("SELECT count(*) FROM {}.mss_listeners", schema(&ns));
+    let mut conn = raw(&ns).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 32 appends at once: they go in batches.
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let writer = writer.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                writer
+                    .append_event(&id, NewEvent::new("s", json!(n)))
+                    .await
+                    .unwrap()
+                    .seq
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 32 {
+        let event = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("NOTIFY from a batch woke the subscriber")
+            .expect("the subscription goes on")
+            .unwrap();
+        seen.push(event.seq);
+    }
+    assert_eq!(seen, (1..=32).collect::<Vec<u64>>());
 }

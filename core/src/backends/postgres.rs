@@ -19,6 +19,14 @@
 //!   migration) that locks the session row first, so compare-and-set reads
 //!   the state its previous writer committed, and every writer of a session
 //!   takes locks in the same order.
+//! - **Appends commit together under load.** A store hands its appends to a
+//!   few workers (a quarter of `pool_size`, at least 2). A worker takes
+//!   every append waiting, up to 64, and stores them with one statement, so
+//!   one commit: it locks their sessions' rows in id order (two batches
+//!   never deadlock), raises each `last_seq` by the session's count and
+//!   numbers the events in arrival order. An append that finds a worker
+//!   idle goes alone, at once, with the single-append statement. Commit
+//!   order stays seq order: a session's row lock is held until the commit.
 //! - **Reads** are one statement each, so one snapshot: a replay reads the
 //!   session's counters and its events together.
 //! - **Expiry** is the indexed `expires_at` column, checked by every read.
@@ -51,6 +59,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -58,6 +67,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{AppendListener, Expected, SessionStore, check_cursor, check_expected};
 use crate::error::{Error, ErrorKind, Result};
@@ -124,6 +134,7 @@ struct Sql {
     state_keys: String,
     state_all: String,
     append: String,
+    append_batch: String,
     events_after: String,
     cleanup: String,
 }
@@ -131,13 +142,15 @@ struct Sql {
 impl Sql {
     fn new(schema: &str, channel: Option<&str>) -> Sql {
         let s = schema;
-        let notify = match channel {
+        let notify_of = |id: &str| match channel {
             Some(channel) => format!(
-                " LEFT JOIN LATERAL (SELECT pg_notify('{channel}', $1) \
+                " LEFT JOIN LATERAL (SELECT pg_notify('{channel}', {id}) \
                  WHERE EXISTS (SELECT 1 FROM {s}.mss_listeners WHERE expires_at > $6)) n ON true"
             ),
             None => String::new(),
         };
+        let notify = notify_of("$1");
+        let notify_batch = notify_of("num.sid");
         Sql {
             get_session: format!(
                 "SELECT {SESSION_COLS} FROM {s}.mss_sessions WHERE id = $1 AND expires_at > $2"
@@ -192,6 +205,39 @@ impl Sql {
                    WHERE e.session_id = s.id AND e.seq <= s.trimmed_through) \
                  SELECT ins.seq FROM ins{notify}"
             ),
+            // Appends of several callers in one statement ($1-$5 arrays,
+            // one element per append, in arrival order). The sessions' rows
+            // are locked in id order, so two batches never deadlock; each
+            // session's `last_seq` rises by its number of appends, which
+            // take the new numbers in arrival order. An event that the same
+            // batch already trims is not inserted. Answers (position, seq)
+            // per append whose session is live.
+            append_batch: format!(
+                "WITH req AS (\
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
+                   WITH ORDINALITY AS r(sid, stream, data, etype, retry, ord)), \
+                 cnt AS (SELECT sid, count(*) AS n FROM req GROUP BY sid), \
+                 lk AS (\
+                   SELECT ss.id, cnt.n FROM {s}.mss_sessions ss JOIN cnt ON cnt.sid = ss.id \
+                   WHERE ss.expires_at > $6 ORDER BY ss.id FOR UPDATE OF ss), \
+                 s AS (\
+                   UPDATE {s}.mss_sessions ss SET last_seq = ss.last_seq + lk.n, \
+                   version = ss.version + lk.n, last_activity = $6, expires_at = $6 + ss.ttl_ms, \
+                   trimmed_through = GREATEST(ss.trimmed_through, ss.last_seq + lk.n - $7) \
+                   FROM lk WHERE ss.id = lk.id AND ss.expires_at > $6 \
+                   RETURNING ss.id, ss.last_seq, ss.trimmed_through, lk.n), \
+                 num AS (\
+                   SELECT req.*, s.trimmed_through, \
+                   s.last_seq - s.n + row_number() OVER (PARTITION BY req.sid ORDER BY req.ord) AS seq \
+                   FROM req JOIN s ON s.id = req.sid), \
+                 ins AS (\
+                   INSERT INTO {s}.mss_events (session_id, seq, stream_id, data, event_type, retry_ms, created_at) \
+                   SELECT sid, seq, stream, data, etype, retry, $6 FROM num WHERE seq > trimmed_through), \
+                 del AS (\
+                   DELETE FROM {s}.mss_events e USING s \
+                   WHERE e.session_id = s.id AND e.seq <= s.trimmed_through) \
+                 SELECT num.ord, num.seq FROM num{notify_batch}"
+            ),
             events_after: format!(
                 "SELECT ss.last_seq, ss.trimmed_through, e.seq, e.data, e.event_type, e.retry_ms, e.created_at \
                  FROM {s}.mss_sessions ss LEFT JOIN LATERAL (\
@@ -220,6 +266,8 @@ impl Sql {
 /// The PostgreSQL backend.
 pub struct PostgresBackend {
     pool: PgPool,
+    /// Appends waiting for an append worker.
+    appends: mpsc::Sender<AppendRequest>,
     schema: String,
     channel: Option<String>,
     sql: Sql,
@@ -350,8 +398,23 @@ impl PostgresBackend {
             return Err(e);
         }
         let channel = notify.then(|| format!("{schema}_mss_events"));
+        let sql = Sql::new(&schema, channel.as_deref());
+        let (appends, queue) = mpsc::channel(APPEND_QUEUE);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let runtime = crate::store::current_runtime()?;
+        let statements: Arc<(String, String)> =
+            Arc::new((sql.append.clone(), sql.append_batch.clone()));
+        for _ in 0..append_workers(pool_size) {
+            runtime.spawn(append_worker(
+                queue.clone(),
+                pool.clone(),
+                statements.clone(),
+                to_i64(limits.max_events_per_session),
+            ));
+        }
         Ok(PostgresBackend {
-            sql: Sql::new(&schema, channel.as_deref()),
+            sql,
+            appends,
             pool,
             schema,
             channel,
@@ -388,6 +451,127 @@ impl PostgresBackend {
 
 fn closed() -> Error {
     Error::new(ErrorKind::Unavailable, "the PostgreSQL store is closed")
+}
+
+/// Append workers per store: at most this many append statements in
+/// flight (a quarter of the pool, at least 2). Appends that arrive while all
+/// are busy wait and go together in the next free worker's statement, so
+/// under load a commit carries many appends; alone, an append goes at once.
+fn append_workers(pool_size: u32) -> usize {
+    (pool_size as usize / 4).max(2).min(pool_size as usize)
+}
+
+/// Most appends in one statement.
+const APPEND_BATCH: usize = 64;
+
+/// Most appends waiting for a worker before callers wait to enqueue.
+const APPEND_QUEUE: usize = 4096;
+
+/// An append waiting for a worker, and where its answer goes: the seq, the
+/// event back, and the time it was stored at.
+struct AppendRequest {
+    id: String,
+    event: NewEvent,
+    reply: oneshot::Sender<Result<(u64, NewEvent, i64)>>,
+}
+
+/// Take what is waiting (up to [`APPEND_BATCH`]) and store it with one
+/// statement, until the store is dropped.
+async fn append_worker(
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<AppendRequest>>>,
+    pool: PgPool,
+    statements: Arc<(String, String)>,
+    max_events: i64,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = queue.lock().await;
+            match queue.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < APPEND_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        append_batch(&pool, &statements, batch, max_events).await;
+    }
+}
+
+/// Store `batch` (one statement, so one transaction) and answer each.
+async fn append_batch(
+    pool: &PgPool,
+    statements: &(String, String),
+    batch: Vec<AppendRequest>,
+    max_events: i64,
+) {
+    let now = now_ms();
+    let seqs: Result<Vec<Option<i64>>> = if let [one] = batch.as_slice() {
+        // One append: the plain statement.
+        let e = &one.event;
+        sqlx::query_scalar(AssertSqlSafe(statements.0.as_str()))
+            .bind(&one.id)
+            .bind(&e.stream_id)
+            .bind(e.data.as_ref().map(Json::as_str))
+            .bind(e.event_type.as_deref())
+            .bind(e.retry_ms.map(i64::from))
+            .bind(now)
+            .bind(max_events)
+            .fetch_optional(pool)
+            .await
+            .map(|seq| vec![seq])
+            .map_err(map_err)
+    } else {
+        let column = |f: fn(&AppendRequest) -> Option<&str>| -> Vec<Option<&str>> {
+            batch.iter().map(f).collect()
+        };
+        let rows: std::result::Result<Vec<(i64, i64)>, sqlx::Error> =
+            sqlx::query_as(AssertSqlSafe(statements.1.as_str()))
+                .bind(column(|r| Some(r.id.as_str())))
+                .bind(column(|r| Some(r.event.stream_id.as_str())))
+                .bind(column(|r| r.event.data.as_ref().map(Json::as_str)))
+                .bind(column(|r| r.event.event_type.as_deref()))
+                .bind(
+                    batch
+                        .iter()
+                        .map(|r| r.event.retry_ms.map(i64::from))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(now)
+                .bind(max_events)
+                .fetch_all(pool)
+                .await;
+        rows.map_err(map_err).map(|rows| {
+            let mut seqs = vec![None; batch.len()];
+            for (ord, seq) in rows {
+                if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| seqs.get_mut(i)) {
+                    *slot = Some(seq);
+                }
+            }
+            seqs
+        })
+    };
+    match seqs {
+        Ok(seqs) => {
+            for (request, seq) in batch.into_iter().zip(seqs) {
+                let answer = match seq {
+                    Some(seq) => Ok((seq as u64, request.event, now)),
+                    None => Err(Error::session_not_found(&request.id)),
+                };
+                let _ = request.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            for request in batch {
+                let copy = Error::new(e.kind(), e.message().to_string());
+                let _ = request.reply.send(Err(copy));
+            }
+        }
+    }
 }
 
 /// Map a driver error onto the taxonomy; the driver type stays private.
@@ -745,22 +929,20 @@ impl SessionStore for PostgresBackend {
 
     async fn append_event(&self, id: &str, event: NewEvent) -> Result<Event> {
         self.check_open()?;
-        let now = now_ms();
-        let seq: Option<i64> = sqlx::query_scalar(AssertSqlSafe(self.sql.append.as_str()))
-            .bind(id)
-            .bind(&event.stream_id)
-            .bind(event.data.as_ref().map(Json::as_str))
-            .bind(event.event_type.as_deref())
-            .bind(event.retry_ms.map(i64::from))
-            .bind(now)
-            .bind(to_i64(self.limits.max_events_per_session))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        match seq {
-            Some(seq) => Ok(Event::new(id.to_string(), seq as u64, event, now)),
-            None => Err(Error::session_not_found(id)),
-        }
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            id: id.to_string(),
+            event,
+            reply,
+        };
+        self.appends.send(request).await.map_err(|_| closed())?;
+        let (seq, event, now) = answer.await.map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "the PostgreSQL store's append workers stopped (their runtime shut down)",
+            )
+        })??;
+        Ok(Event::new(id.to_string(), seq, event, now))
     }
 
     async fn events_after(&self, id: &str, cursor: &EventId, limit: usize) -> Result<Page<Event>> {
