@@ -296,7 +296,7 @@ async fn cleanup_skips_a_session_a_writer_holds(ns: Namespace) {
 }
 
 async fn appends_batched_under_load_keep_order_trim_and_not_found_apart(ns: Namespace) {
-    // 64 callers and 2 append workers (pool_size 8): appends queue up and
+    // 64 callers and 8 append workers (pool_size 8): appends queue up and
     // go several to a statement, often several to one session, and the
     // batch itself trims (5 events kept).
     let url = ns.url("pool_size=8&max_events_per_session=5");

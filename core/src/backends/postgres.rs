@@ -19,14 +19,15 @@
 //!   migration) that locks the session row first, so compare-and-set reads
 //!   the state its previous writer committed, and every writer of a session
 //!   takes locks in the same order.
-//! - **Appends commit together under load.** A store hands its appends to a
-//!   few workers (a quarter of `pool_size`, at least 2). A worker takes
-//!   every append waiting, up to 64, and stores them with one statement, so
-//!   one commit: it locks their sessions' rows in id order (two batches
-//!   never deadlock), raises each `last_seq` by the session's count and
-//!   numbers the events in arrival order. An append that finds a worker
-//!   idle goes alone, at once, with the single-append statement. Commit
-//!   order stays seq order: a session's row lock is held until the commit.
+//! - **Appends commit together under load.** A store hands its appends to
+//!   one worker per pooled connection (`pool_size`). An append that finds a
+//!   worker idle goes at once, alone, with the single-append statement. When
+//!   more appends arrive than there are connections, the next free worker
+//!   takes every append waiting, up to 64, and stores them with one
+//!   statement, so one commit: it locks their sessions' rows in id order
+//!   (two batches never deadlock), raises each `last_seq` by the session's
+//!   count and numbers the events in arrival order. Commit order stays seq
+//!   order: a session's row lock is held until the commit.
 //! - **Reads** are one statement each, so one snapshot: a replay reads the
 //!   session's counters and its events together.
 //! - **Expiry** is the indexed `expires_at` column, checked by every read.
@@ -404,7 +405,12 @@ impl PostgresBackend {
         let runtime = crate::store::current_runtime()?;
         let statements: Arc<(String, String)> =
             Arc::new((sql.append.clone(), sql.append_batch.clone()));
-        for _ in 0..append_workers(pool_size) {
+        // One append worker per pooled connection: as many append
+        // statements in flight as the pool allows. Appends that arrive while
+        // every worker is busy wait and go together in the next free
+        // worker's statement, so under load one commit carries many of them;
+        // otherwise an append goes at once, alone.
+        for _ in 0..pool_size {
             runtime.spawn(append_worker(
                 queue.clone(),
                 pool.clone(),
@@ -451,14 +457,6 @@ impl PostgresBackend {
 
 fn closed() -> Error {
     Error::new(ErrorKind::Unavailable, "the PostgreSQL store is closed")
-}
-
-/// Append workers per store: at most this many append statements in
-/// flight (a quarter of the pool, at least 2). Appends that arrive while all
-/// are busy wait and go together in the next free worker's statement, so
-/// under load a commit carries many appends; alone, an append goes at once.
-fn append_workers(pool_size: u32) -> usize {
-    (pool_size as usize / 4).max(2).min(pool_size as usize)
 }
 
 /// Most appends in one statement.
