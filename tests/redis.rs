@@ -730,7 +730,9 @@ async fn rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused(_ns: Namesp
     .expect_err("an untrusted certificate");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     eprintln!("untrusted certificate: {err}");
-    // The option needs TLS and a readable file.
+    // The option needs TLS and a readable file of certificates.
+    let not_pem = server.dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
     for url in [
         format!(
             "redis://127.0.0.1:{}?tls_ca_file={}",
@@ -738,6 +740,8 @@ async fn rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused(_ns: Namesp
             ca.display()
         ),
         format!("{base}?tls_ca_file=/nonexistent/ca.pem"),
+        format!("{base}?tls_ca_file={}", not_pem.display()),
+        format!("{base}?cluster=true&tls_ca_file={}", not_pem.display()),
     ] {
         let err = Store::open(&url).await.expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");

@@ -242,7 +242,7 @@ impl redis::aio::ConnectionLike for Conn {
 #[derive(Clone)]
 enum Listen {
     Single(redis::Client),
-    Cluster(ClusterSetup),
+    Cluster(Servers),
 }
 
 /// The Redis backend.
@@ -392,9 +392,21 @@ impl RedisBackend {
                 if url.scheme != "rediss" {
                     return Err(Error::invalid("option tls_ca_file needs a rediss:// URL"));
                 }
-                Some(std::fs::read(&path).map_err(|e| {
+                let pem = std::fs::read(&path).map_err(|e| {
                     Error::invalid(format!("option tls_ca_file: cannot read {path:?}: {e}"))
-                })?)
+                })?;
+                // The driver would take a file without certificates as "trust
+                // nothing" and fail every handshake: say so now.
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let certs: std::result::Result<Vec<_>, _> =
+                    CertificateDer::pem_slice_iter(&pem).collect();
+                if !certs.is_ok_and(|c| !c.is_empty()) {
+                    return Err(Error::invalid(format!(
+                        "option tls_ca_file: {path:?} holds no PEM certificate"
+                    )));
+                }
+                Some(pem)
             }
         };
         let conn_url = format!("{}://{}", url.scheme, url.raw_location);
@@ -407,7 +419,7 @@ impl RedisBackend {
             nodes.push(other_node(&info, node)?);
         }
         let target = describe(&info);
-        let setup = ClusterSetup {
+        let setup = Servers {
             nodes,
             root_cert,
             connect_timeout,
@@ -672,7 +684,12 @@ impl RedisBackend {
                 let counts = into_array(self.run(inv, false).await?)?
                     .ok_or_else(|| corrupt("reap answered nil"))?;
                 let n = |i: usize| counts.get(i).map(as_int).unwrap_or(Ok(0));
-                total.add(CleanupStats::new(n(0)? as u64, n(1)? as u64, n(2)? as u64));
+                let removed = n(0)? as u64;
+                total.add(CleanupStats::new(removed, n(1)? as u64, n(2)? as u64));
+                if removed == 0 {
+                    // All renewed meanwhile: the next batch would be the same.
+                    return Ok(total);
+                }
             }
             if batch < CLEANUP_BATCH {
                 return Ok(total);
@@ -717,16 +734,17 @@ fn describe(info: &ConnectionInfo) -> String {
     }
 }
 
-/// How to reach a cluster: its known nodes and TLS roots.
+/// How to reach the server or the cluster: the nodes to try (the URL's
+/// first), the TLS roots and the timeouts.
 #[derive(Clone)]
-struct ClusterSetup {
+struct Servers {
     nodes: Vec<ConnectionInfo>,
     root_cert: Option<Vec<u8>>,
     connect_timeout: Duration,
     timeout: Duration,
 }
 
-impl ClusterSetup {
+impl Servers {
     fn builder(&self) -> ClusterClientBuilder {
         let mut builder = ClusterClientBuilder::new(self.nodes.clone())
             .connection_timeout(self.connect_timeout)
@@ -746,7 +764,7 @@ impl ClusterSetup {
 
 /// Connect to `setup.nodes[0]` as a single server, or to the cluster the
 /// nodes belong to; load the scripts.
-async fn connect(mode: ClusterMode, setup: ClusterSetup) -> redis::RedisResult<(Conn, Listen)> {
+async fn connect(mode: ClusterMode, setup: Servers) -> redis::RedisResult<(Conn, Listen)> {
     let cluster = match mode {
         ClusterMode::Yes => true,
         ClusterMode::No => false,
@@ -789,9 +807,7 @@ async fn connect(mode: ClusterMode, setup: ClusterSetup) -> redis::RedisResult<(
 
 /// A connection manager for the single server `setup.nodes[0]`, and its
 /// client (for pub/sub).
-async fn connect_single(
-    setup: &ClusterSetup,
-) -> redis::RedisResult<(ConnectionManager, redis::Client)> {
+async fn connect_single(setup: &Servers) -> redis::RedisResult<(ConnectionManager, redis::Client)> {
     let info = setup.nodes[0].clone();
     let client = match &setup.root_cert {
         None => redis::Client::open(info)?,
@@ -841,6 +857,9 @@ fn map_err(e: redis::RedisError) -> Error {
                 ErrorKind::Unavailable
             }
             _ => match e.kind() {
+                // The URL or its TLS files (a CA file that is no PEM, seed
+                // nodes with different credentials).
+                redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidInput,
                 redis::ErrorKind::AuthenticationFailed => ErrorKind::Unavailable,
                 _ if e.is_unrecoverable_error() => ErrorKind::Unavailable,
                 _ => ErrorKind::Backend,
@@ -1434,7 +1453,7 @@ async fn listen_single(
 /// [`listen`] on a cluster: a cluster connection of its own, speaking RESP3,
 /// whose subscription the redis crate renews after a node fails.
 async fn listen_cluster(
-    setup: ClusterSetup,
+    setup: Servers,
     channel: String,
     connect_timeout: Duration,
     mut stopped: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
