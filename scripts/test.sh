@@ -76,10 +76,10 @@ run_suite() {
     failed_suites+=("$name")
   fi
 }
-run_suite c ffi/tests/run.sh memory,sqlite,postgres,redis
+run_suite c ffi/tests/run.sh memory,sqlite,postgres,redis,dynamodb
 run_suite python bindings/python/test.sh memory,sqlite,postgres,redis,dynamodb
 run_suite node bindings/node/test.sh memory,sqlite,postgres,redis,dynamodb
-run_suite elixir bindings/elixir/test.sh memory,sqlite,postgres,redis
+run_suite elixir bindings/elixir/test.sh memory,sqlite,postgres,redis,dynamodb
 
 scripts/drop-test-namespaces.sh
 

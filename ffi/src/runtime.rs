@@ -216,8 +216,19 @@ pub(crate) fn message_cstring(message: String) -> CString {
 
 static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
+/// Stack a call may need while it is polled on the calling thread (the AWS
+/// SDK's futures of the DynamoDB backend need up to about 768 KiB in a debug
+/// build, 256 KiB in a release build).
+const RED_ZONE: usize = 1 << 20;
+
+/// The stack a call runs on when its thread has less than [`RED_ZONE`] left
+/// (a small thread stack: musl's 128 KiB default, a language runtime's
+/// worker threads).
+const GROWN_STACK: usize = 8 << 20;
+
 /// Run a future to completion on the library's runtime, from the calling
-/// thread.
+/// thread; on a fresh stack segment of [`GROWN_STACK`] if the thread has
+/// less than [`RED_ZONE`] of stack left, so no caller's stack overflows.
 pub(crate) fn block_on<F: Future>(future: F) -> FfiResult<F::Output> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(FfiError::new(
@@ -235,18 +246,20 @@ pub(crate) fn block_on<F: Future>(future: F) -> FfiResult<F::Output> {
         })
         .as_ref()
         .map_err(|e| FfiError::new(mss_status::MSS_INTERNAL, e.clone()))?;
-    // Most calls on memory:// finish at their first poll: try that without
-    // setting up a parked wait, then wait properly if the future is pending
-    // (every future re-registers its waker when polled again).
-    let mut future = std::pin::pin!(future);
-    {
-        let _entered = runtime.enter();
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return Ok(output);
+    Ok(stacker::maybe_grow(RED_ZONE, GROWN_STACK, move || {
+        // Most calls on memory:// finish at their first poll: try that
+        // without setting up a parked wait, then wait properly if the future
+        // is pending (every future re-registers its waker when polled again).
+        let mut future = std::pin::pin!(future);
+        {
+            let _entered = runtime.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
         }
-    }
-    Ok(runtime.block_on(future))
+        runtime.block_on(future)
+    }))
 }
 
 // ---- handles ----------------------------------------------------------------

@@ -132,9 +132,62 @@ static void four_threads_increment_one_counter(ctx *c) {
   mss_buf_free(&value);
 }
 
+/* A thread with a small stack (musl's default is 128 KiB; language runtimes
+ * often use such threads) opens a store of its own and uses it: calls that
+ * need more stack than is left run on a stack segment the library allocates,
+ * so nothing overflows. */
+#define SMALL_STACK (128 * 1024)
+
+typedef struct small_caller {
+  const char *url;
+  mss_status status;
+  int step;
+} small_caller;
+
+static void *use_from_small_stack(void *arg) {
+  small_caller *w = arg;
+  mss_store *store = NULL;
+  mss_buf out = {NULL, 0};
+  w->step = 1;
+  if ((w->status = mss_store_open(w->url, &store, NULL)) != MSS_OK) return NULL;
+  w->step = 2;
+  if ((w->status = mss_session_create(store, JSON("{\"id\":\"small\"}"), &out, NULL)) != MSS_OK) goto done;
+  mss_buf_free(&out);
+  w->step = 3;
+  if ((w->status = mss_state_set(store, "small", "k", JSON("{\"n\":1}"), NULL, NULL)) != MSS_OK) goto done;
+  w->step = 4;
+  if ((w->status = mss_event_append(store, "small", "s", JSON("{\"i\":1}"), &out, NULL)) != MSS_OK) goto done;
+  mss_buf_free(&out);
+  w->step = 5;
+  if ((w->status = mss_events_after(store, "small", "s", 0, 10, &out, NULL)) != MSS_OK) goto done;
+  if (count_of(out.data, "\"seq\":") != 1) w->status = MSS_INTERNAL;
+  mss_buf_free(&out);
+  w->step = 6;
+done:
+  mss_store_free(store);
+  return NULL;
+}
+
+static void a_thread_with_a_small_stack_can_call_everything(ctx *c) {
+  pthread_attr_t attr;
+  CHECK(pthread_attr_init(&attr) == 0);
+  CHECK(pthread_attr_setstacksize(&attr, SMALL_STACK) == 0);
+  small_caller w = {c->base_url, MSS_OK, 0};
+  pthread_t thread;
+  CHECK(pthread_create(&thread, &attr, use_from_small_stack, &w) == 0);
+  pthread_join(thread, NULL);
+  pthread_attr_destroy(&attr);
+  if (w.status != MSS_OK || w.step != 6) {
+    char detail[64];
+    snprintf(detail, sizeof detail, "status %d at step %d", (int)w.status, w.step);
+    fail_at(c, __LINE__, "calls from a 128 KiB stack", detail);
+  }
+}
+
 static const test_case CASES[] = {
     {"four_threads_append_to_one_session", four_threads_append_to_one_session, true},
     {"four_threads_increment_one_counter", four_threads_increment_one_counter, true},
+    {"a_thread_with_a_small_stack_can_call_everything", a_thread_with_a_small_stack_can_call_everything, true},
 };
 
 int main(void) { return RUN_TESTS("test_threads", CASES); }

@@ -45,6 +45,8 @@ defmodule McpSessionStore.Native do
   def format_event_id(_session_id, _stream, _seq), do: nif()
   def parse_event_id(_wire, _session_id), do: nif()
   def io_thread_type, do: nif()
+  def test_panic_in_call, do: nif()
+  def test_deep_stack_in_call(_kib), do: nif()
   def core_version, do: nif()
   def error_kinds, do: nif()
 end

@@ -1,11 +1,12 @@
 //! The NIF behind the Elixir module `McpSessionStore`.
 //!
-//! Every function that does I/O runs on a dirty I/O scheduler and blocks on
-//! one shared tokio runtime; the store handle is a `ResourceArc`. Arguments
-//! arrive as raw terms and are decoded here, so bad input of any type becomes
-//! `{:error, {:invalid_input, message}}` instead of a `badarg`. Results are
-//! `{:ok, value}` or `{:error, {kind, message}}` with one atom per
-//! `ErrorKind`.
+//! Every function that does I/O runs on a dirty I/O scheduler, hands its
+//! work to a task on one shared tokio runtime and waits for the result (the
+//! future never runs on the scheduler's small stack); the store handle is a
+//! `ResourceArc`. Arguments arrive as raw terms and are decoded here, so bad
+//! input of any type becomes `{:error, {:invalid_input, message}}` instead of
+//! a `badarg`. Results are `{:ok, value}` or `{:error, {kind, message}}` with
+//! one atom per `ErrorKind`.
 
 mod json;
 
@@ -31,13 +32,23 @@ rustler::atoms! {
 
 // ---- runtime ---------------------------------------------------------------
 
+/// Stack size of the runtime's worker threads. Every store future is polled
+/// there, never on a BEAM scheduler's thread: the AWS SDK's futures (the
+/// DynamoDB backend) need far more stack than a dirty scheduler thread has
+/// (a few hundred KiB), and overflowing it kills the whole VM.
+const WORKER_STACK_BYTES: usize = 8 << 20;
+
 fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
+            // Every store call is polled here, not on the scheduler thread
+            // that waits for it: one worker per core, at least two.
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(workers)
                 .thread_name("mcp-session-store")
+                .thread_stack_size(WORKER_STACK_BYTES)
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())
@@ -51,10 +62,23 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
         })
 }
 
-/// Run `fut` to completion on the shared runtime. Refuses to run on a normal
-/// BEAM scheduler: every I/O NIF is declared `DirtyIo`, and this check keeps
-/// it that way (the test suite exercises it on every call).
-fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
+/// Run the future that `make` builds as a task on the shared runtime and
+/// block the calling dirty scheduler thread until it is done.
+///
+/// The future is built and polled on a runtime worker thread (its stack is
+/// [`WORKER_STACK_BYTES`]), so neither its size nor the depth of its poll
+/// reaches the scheduler's stack; the arguments are owned data moved into
+/// `make`. A panic in the future comes back as an `Internal` error.
+///
+/// Refuses to run on a normal BEAM scheduler: every I/O NIF is declared
+/// `DirtyIo`, and this check keeps it that way (the test suite exercises it
+/// on every call).
+fn block_on<T, Fut, Make>(make: Make) -> Result<T, Error>
+where
+    Make: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     // SAFETY: `enif_thread_type` only reads the calling thread's type.
     let thread_type = unsafe { rustler::sys::enif_thread_type() };
     if thread_type == rustler::sys::ERL_NIF_THR_NORMAL_SCHEDULER {
@@ -63,26 +87,51 @@ fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
             "a blocking store call reached a normal BEAM scheduler",
         ));
     }
-    Ok(runtime()?.block_on(fut))
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    runtime()?.spawn(async move {
+        // Built here, on the worker, and boxed: the task itself stays a few
+        // words large whatever the size of the store's future.
+        let outcome = CatchUnwind(Box::pin(async move { make().await })).await;
+        // The caller waits for this; it cannot have gone away.
+        let _ = done.send(outcome);
+    });
+    match result.recv() {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(payload)) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!("the store call panicked: {message}"),
+            ))
+        }
+        Err(_) => Err(Error::new(
+            ErrorKind::Internal,
+            "the store call was dropped before it finished (runtime shutting down)",
+        )),
+    }
 }
 
-/// [`block_on`] on a thread of its own with an 8 MiB stack: opening a store
-/// (the DynamoDB backend builds the AWS SDK's configuration) needs more
-/// stack than a dirty scheduler thread has.
-fn block_on_big_stack<F: Future + Send>(fut: F) -> Result<F::Output, Error>
-where
-    F::Output: Send,
-{
-    let rt = runtime()?;
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("mcp-session-store-open".into())
-            .stack_size(8 << 20)
-            .spawn_scoped(scope, move || rt.block_on(fut))
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start a thread: {e}")))?
-            .join()
-            .map_err(|_| Error::new(ErrorKind::Internal, "opening the store panicked"))
-    })
+/// A future that turns a panic while polling `F` into `Err(payload)`.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
+        }
+    }
 }
 
 // ---- resources -------------------------------------------------------------
@@ -470,7 +519,7 @@ fn open<'a>(env: Env<'a>, url: Term<'a>, opts: Term<'a>) -> Term<'a> {
                 }
             };
         }
-        let store = block_on_big_stack(Store::open_with(&url, options))??;
+        let store = block_on(move || async move { Store::open_with(&url, options).await })??;
         Ok(ResourceArc::new(StoreResource { store: Some(store) }).encode(env))
     })();
     reply(env, result)
@@ -480,7 +529,7 @@ fn open<'a>(env: Env<'a>, url: Term<'a>, opts: Term<'a>) -> Term<'a> {
 fn close<'a>(env: Env<'a>, store: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
-        block_on(store.close())??;
+        block_on(move || async move { store.close().await })??;
         Ok(ok().encode(env))
     })();
     reply(env, result)
@@ -512,7 +561,7 @@ fn create_session<'a>(env: Env<'a>, store: Term<'a>, opts: Term<'a>) -> Term<'a>
                 }
             };
         }
-        let session = block_on(store.create_session(new))??;
+        let session = block_on(move || async move { store.create_session(new).await })??;
         Ok(session_term(env, &session))
     })();
     reply(env, result)
@@ -523,7 +572,11 @@ fn get_session<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
-        match block_on(store.get_session(&id))?? {
+        let found = {
+            let id = id.clone();
+            block_on(move || async move { store.get_session(&id).await })??
+        };
+        match found {
             Some(session) => Ok(session_term(env, &session)),
             None => Err(Error::session_not_found(&id)),
         }
@@ -537,7 +590,7 @@ fn update_session<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>, patch: Term<'
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
         let patch = json::term_to_object(patch, "metadata patch")?;
-        let session = block_on(store.update_session(&id, patch))??;
+        let session = block_on(move || async move { store.update_session(&id, patch).await })??;
         Ok(session_term(env, &session))
     })();
     reply(env, result)
@@ -548,7 +601,7 @@ fn touch_session<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
-        let session = block_on(store.touch_session(&id))??;
+        let session = block_on(move || async move { store.touch_session(&id).await })??;
         Ok(session_term(env, &session))
     })();
     reply(env, result)
@@ -559,7 +612,7 @@ fn delete_session<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
-        Ok(block_on(store.delete_session(&id))??.encode(env))
+        Ok(block_on(move || async move { store.delete_session(&id).await })??.encode(env))
     })();
     reply(env, result)
 }
@@ -570,7 +623,8 @@ fn list_sessions<'a>(env: Env<'a>, store: Term<'a>, after: Term<'a>, limit: Term
         let store = store_arg(store)?;
         let after = opt_string_arg(after, "after")?;
         let limit = usize_arg(limit, "limit")?;
-        let page = block_on(store.list_sessions(after.as_deref(), limit))??;
+        let page =
+            block_on(move || async move { store.list_sessions(after.as_deref(), limit).await })??;
         Ok(page_term(env, &page, session_term))
     })();
     reply(env, result)
@@ -580,7 +634,7 @@ fn list_sessions<'a>(env: Env<'a>, store: Term<'a>, after: Term<'a>, limit: Term
 fn count_sessions<'a>(env: Env<'a>, store: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
-        Ok(block_on(store.count_sessions())??.encode(env))
+        Ok(block_on(move || async move { store.count_sessions().await })??.encode(env))
     })();
     reply(env, result)
 }
@@ -593,10 +647,12 @@ fn get_state<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>, key: Term<'a>) -> 
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
         let key = string_arg(key, "state key")?;
-        Ok(match block_on(store.get_state(&id, &key))?? {
-            Some(entry) => entry_term(env, &entry),
-            None => rustler::types::atom::nil().encode(env),
-        })
+        Ok(
+            match block_on(move || async move { store.get_state(&id, &key).await })?? {
+                Some(entry) => entry_term(env, &entry),
+                None => rustler::types::atom::nil().encode(env),
+            },
+        )
     })();
     reply(env, result)
 }
@@ -617,14 +673,16 @@ fn set_state<'a>(
         let key = string_arg(key, "state key")?;
         let value = json::term_to_value(value, "state value")?;
         let version = if atom_name(expected).as_deref() == Some("any") {
-            block_on(store.set_state(&id, &key, value))??
+            block_on(move || async move { store.set_state(&id, &key, value).await })??
         } else {
             let expected = if is_nil(expected) {
                 None
             } else {
                 Some(u64_arg(expected, "expected version")?)
             };
-            block_on(store.set_state_if_version(&id, &key, value, expected))??
+            block_on(move || async move {
+                store.set_state_if_version(&id, &key, value, expected).await
+            })??
         };
         Ok(version.encode(env))
     })();
@@ -637,7 +695,7 @@ fn delete_state<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>, key: Term<'a>) 
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
         let key = string_arg(key, "state key")?;
-        Ok(block_on(store.delete_state(&id, &key))??.encode(env))
+        Ok(block_on(move || async move { store.delete_state(&id, &key).await })??.encode(env))
     })();
     reply(env, result)
 }
@@ -647,7 +705,7 @@ fn state_keys<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
-        Ok(block_on(store.state_keys(&id))??.encode(env))
+        Ok(block_on(move || async move { store.state_keys(&id).await })??.encode(env))
     })();
     reply(env, result)
 }
@@ -657,7 +715,7 @@ fn state_all<'a>(env: Env<'a>, store: Term<'a>, id: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
-        let entries = block_on(store.state_all(&id))??;
+        let entries = block_on(move || async move { store.state_all(&id).await })??;
         let terms: Vec<Term<'a>> = entries.iter().map(|e| entry_term(env, e)).collect();
         Ok(terms.encode(env))
     })();
@@ -714,7 +772,7 @@ fn append_event<'a>(
                 }
             }
         }
-        let event = block_on(store.append_event(&id, event))??;
+        let event = block_on(move || async move { store.append_event(&id, event).await })??;
         Ok(event_term(env, &event))
     })();
     reply(env, result)
@@ -733,7 +791,7 @@ fn events_after<'a>(
         let id = string_arg(id, "session id")?;
         let cursor = cursor_arg(cursor)?;
         let limit = usize_arg(limit, "limit")?;
-        let page = block_on(store.events_after(&id, &cursor, limit))??;
+        let page = block_on(move || async move { store.events_after(&id, &cursor, limit).await })??;
         Ok(page_term(env, &page, event_term))
     })();
     reply(env, result)
@@ -752,7 +810,7 @@ fn replay<'a>(
         let id = string_arg(id, "session id")?;
         let wire = string_arg(last_event_id, "last event id")?;
         let limit = usize_arg(limit, "limit")?;
-        let page = block_on(store.replay(&id, &wire, limit))??;
+        let page = block_on(move || async move { store.replay(&id, &wire, limit).await })??;
         Ok(page_term(env, &page, event_term))
     })();
     reply(env, result)
@@ -782,7 +840,7 @@ fn subscribe<'a>(
         })?;
         let tag_env = OwnedEnv::new();
         let tag = tag_env.save(tag);
-        let subscription = block_on(store.subscribe(&id, cursor))??;
+        let subscription = block_on(move || async move { store.subscribe(&id, cursor).await })??;
         let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
         let resource = ResourceArc::new(SubscriptionResource {
             cancel: Mutex::new(Some(cancel_tx)),
@@ -888,7 +946,7 @@ fn unsubscribe<'a>(env: Env<'a>, subscription: Term<'a>) -> Term<'a> {
 fn cleanup_expired<'a>(env: Env<'a>, store: Term<'a>) -> Term<'a> {
     let result = (|| {
         let store = store_arg(store)?;
-        let stats = block_on(store.cleanup_expired())??;
+        let stats = block_on(move || async move { store.cleanup_expired().await })??;
         Ok(cleanup_term(env, &stats))
     })();
     reply(env, result)
@@ -1005,6 +1063,51 @@ fn io_thread_type<'a>(env: Env<'a>) -> Term<'a> {
         _ => "undefined",
     };
     Atom::from_str(env, name).map_or_else(|_| name.encode(env), |a| a.encode(env))
+}
+
+/// Test hook: a store-call future that panics. The panic has to come back as
+/// `{:error, {:internal, message}}`, with the VM and the runtime still fine.
+#[rustler::nif(schedule = "DirtyIo")]
+fn test_panic_in_call<'a>(env: Env<'a>) -> Term<'a> {
+    let result = block_on(|| async {
+        if std::hint::black_box(true) {
+            panic!("test panic in a store call");
+        }
+    });
+    reply(env, result.map(|()| ok().encode(env)))
+}
+
+/// Test hook: a store-call future whose poll uses about `kib` KiB of stack,
+/// more than a dirty scheduler thread has; returns `{:ok, kib}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn test_deep_stack_in_call<'a>(env: Env<'a>, kib: Term<'a>) -> Term<'a> {
+    let result = (|| {
+        let kib = usize_arg(kib, "kib")?;
+        if kib > (WORKER_STACK_BYTES >> 10) / 2 {
+            return Err(invalid("kib must be at most half the worker stack"));
+        }
+        let levels = block_on(move || async move { use_stack(kib / 16) })?;
+        if levels != (kib / 16) as u64 + 1 {
+            return Err(Error::new(ErrorKind::Internal, "use_stack miscounted"));
+        }
+        Ok(kib.encode(env))
+    })();
+    reply(env, result)
+}
+
+/// Recursion with a 16 KiB frame per level.
+#[inline(never)]
+fn use_stack(levels: usize) -> u64 {
+    let mut frame = [0u8; 16 * 1024];
+    frame[levels % frame.len()] = 1;
+    // Through a reference: the frame stays in memory, and is not copied.
+    let frame = std::hint::black_box(&frame);
+    let here = u64::from(frame[levels % frame.len()]);
+    if levels == 0 {
+        here
+    } else {
+        use_stack(levels - 1) + here
+    }
 }
 
 #[rustler::nif]

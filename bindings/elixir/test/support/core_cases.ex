@@ -270,12 +270,15 @@ defmodule McpSessionStore.CoreCases do
       end
 
       test "#{@backend}: expired sessions are invisible and cleaned up" do
-        store = open_store(ttl: 100)
+        # The TTL has to outlast the three writes that set the session up: on
+        # the DynamoDB emulator, under the rest of the async suite, one write
+        # can take longer than 100 ms.
+        store = open_store(ttl: 1_000)
         s = S.create_session!(store)
         S.set_state!(store, s.id, "k", 1)
         S.append_event!(store, s.id, "st", 1)
         keep = S.create_session!(store, ttl: "1h")
-        Process.sleep(250)
+        Process.sleep(1_300)
         assert {:error, {:not_found, _}} = S.get_session(store, s.id)
         assert {:error, {:not_found, _}} = S.touch_session(store, s.id)
         assert {:ok, 1} = S.count_sessions(store)
