@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
-use mcp_session_store_conformance::{Namespace, TestFn, run_backend_tests, tests};
+use mcp_session_store_conformance::{
+    Namespace, TestFn, append_until_seen, run_backend_tests, tests,
+};
 use serde_json::json;
 use sqlx::{Connection, Executor};
 
@@ -33,15 +35,10 @@ async fn raw(ns: &Namespace) -> sqlx::PgConnection {
         .expect("connect to PostgreSQL")
 }
 
-/// The namespace's schema name (from its `schema=` parameter).
+/// The namespace's schema name.
 fn schema(ns: &Namespace) -> String {
-    let url = ns.url("");
-    let (_, query) = url.split_once('?').expect("a namespace URL has parameters");
-    query
-        .split('&')
-        .find_map(|p| p.strip_prefix("schema="))
+    ns.param("schema")
         .expect("a postgres namespace names its schema")
-        .to_string()
 }
 
 async fn unreachable_server_is_unavailable_within_connect_timeout(_ns: Namespace) {
@@ -159,25 +156,7 @@ async fn subscriber_is_woken_by_notify_from_another_store(ns: Namespace) {
         .subscribe(&id, EventId::start("live"))
         .await
         .unwrap();
-    // Appends until the subscriber has seen one: the listener connection
-    // may still be starting when the first append is notified.
-    let mut appended = Vec::new();
-    let got = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = writer
-                .append_event(&id, NewEvent::new("live", json!(appended.len())))
-                .await
-                .unwrap();
-            appended.push(e.seq);
-            if let Ok(Some(event)) =
-                tokio::time::timeout(Duration::from_millis(500), sub.next()).await
-            {
-                return event.unwrap();
-            }
-        }
-    })
-    .await
-    .expect("a notification woke the subscriber");
+    let (got, appended) = append_until_seen(&writer, &mut sub, &id).await;
     assert_eq!(got.seq, appended[0]);
     assert_eq!(got.session_id, id);
     // The listening store is registered, so appends notify; once it closes

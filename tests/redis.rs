@@ -7,13 +7,12 @@
 //! The restart test starts a second `redis-server` of its own on a spare
 //! port (never the one under `MSS_TEST_REDIS_URL`).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
 use mcp_session_store_conformance::{
-    Namespace, TestFn, delete_redis_prefix, run_backend_tests, tests,
+    Namespace, TestFn, delete_redis_prefix, no_hang, run_backend_tests, spare_port, tests,
 };
 use serde_json::json;
 
@@ -30,30 +29,13 @@ const TESTS: &[(&str, TestFn)] = tests![
     a_cluster_url_for_a_single_server_is_refused,
 ];
 
-/// No call may take longer than this: past it the test fails as hung.
-const HANG: Duration = Duration::from_secs(60);
-
 fn main() {
     run_backend_tests("redis", TESTS)
 }
 
-/// Await `f`, failing the test if it hangs.
-async fn no_hang<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(HANG, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for {HANG:?}"))
-}
-
-/// The namespace's key prefix (from its `key_prefix=` parameter).
+/// The namespace's key prefix.
 fn prefix(ns: &Namespace) -> String {
-    let url = ns.url("");
-    url.split("key_prefix=")
-        .nth(1)
-        .expect("a key_prefix parameter")
-        .split('&')
-        .next()
-        .unwrap()
-        .to_string()
+    ns.param("key_prefix").expect("a key_prefix parameter")
 }
 
 /// A connection of the test's own to the namespace's server.
@@ -76,12 +58,6 @@ async fn keys_with_prefix(
         .expect("KEYS");
     keys.sort();
     keys
-}
-
-/// A port nothing listens on (bound, then released).
-fn spare_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
-    listener.local_addr().unwrap().port()
 }
 
 async fn unreachable_server_is_unavailable_within_connect_timeout(_ns: Namespace) {

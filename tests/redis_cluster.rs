@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
-use mcp_session_store_conformance::{Namespace, TestFn, run_backend_tests, tests};
+use mcp_session_store_conformance::{
+    Namespace, TestFn, append_until_seen, no_hang, run_backend_tests, spare_port, tests,
+};
 use serde_json::json;
 
 const TESTS: &[(&str, TestFn)] = tests![
@@ -26,30 +28,13 @@ const TESTS: &[(&str, TestFn)] = tests![
     a_primary_failing_over_to_its_replica_needs_no_reopening,
 ];
 
-/// No call may take longer than this: past it the test fails as hung.
-const HANG: Duration = Duration::from_secs(60);
-
 fn main() {
     run_backend_tests("redis-cluster", TESTS)
 }
 
-/// Await `f`, failing the test if it hangs.
-async fn no_hang<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(HANG, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for {HANG:?}"))
-}
-
-/// The namespace's key prefix (from its `key_prefix=` parameter).
+/// The namespace's key prefix.
 fn prefix(ns: &Namespace) -> String {
-    let url = ns.url("");
-    url.split("key_prefix=")
-        .nth(1)
-        .expect("a key_prefix parameter")
-        .split('&')
-        .next()
-        .unwrap()
-        .to_string()
+    ns.param("key_prefix").expect("a key_prefix parameter")
 }
 
 /// `host:port` of the node the namespace's URL names.
@@ -246,25 +231,7 @@ async fn a_subscriber_is_woken_by_pubsub_from_a_store_on_another_node(ns: Namesp
         .subscribe(&id, EventId::start("live"))
         .await
         .unwrap();
-    // Appends until the subscriber has seen one: the listener's connection
-    // may still be starting when the first append is published.
-    let mut appended = Vec::new();
-    let got = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = writer
-                .append_event(&id, NewEvent::new("live", json!(appended.len())))
-                .await
-                .unwrap();
-            appended.push(e.seq);
-            if let Ok(Some(event)) =
-                tokio::time::timeout(Duration::from_millis(500), sub.next()).await
-            {
-                return event.unwrap();
-            }
-        }
-    })
-    .await
-    .expect("a published append woke the subscriber");
+    let (got, appended) = append_until_seen(&writer, &mut sub, &id).await;
     assert_eq!(got.seq, appended[0]);
     // Once it is listening, each append arrives at once.
     for n in 0..5 {
@@ -282,12 +249,6 @@ async fn a_subscriber_is_woken_by_pubsub_from_a_store_on_another_node(ns: Namesp
             seen = Some(event.seq);
         }
     }
-}
-
-/// A port nothing listens on (bound, then released).
-fn spare_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
-    listener.local_addr().unwrap().port()
 }
 
 async fn more_seed_nodes_are_tried_when_the_first_is_down(ns: Namespace) {

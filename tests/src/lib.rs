@@ -366,6 +366,16 @@ impl Namespace {
         url
     }
 
+    /// The value of one of the namespace's own parameters (`schema`,
+    /// `key_prefix`), if it has it.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.params.split('&').find_map(|p| {
+            p.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_string)
+        })
+    }
+
     /// Open a store in this namespace with default options.
     pub async fn open(&self) -> Store {
         self.open_with(StoreOptions::default()).await
@@ -432,4 +442,47 @@ pub fn run_backend_tests(backend: &str, tests: &'static [(&'static str, TestFn)]
         })
         .collect();
     libtest_mimic::run(&args, trials).exit()
+}
+
+/// How long a call in a backend's own tests may take before the test fails
+/// as hung.
+pub const CALL_HANG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Await `f`, failing the test if it takes longer than [`CALL_HANG`].
+pub async fn no_hang<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(CALL_HANG, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {CALL_HANG:?}"))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn spare_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// Append to session `id` on stream `"live"` through `writer` until `sub`
+/// yields an event (failing after 20 s): a listening connection may still be
+/// starting when the first append is published, so one append is not
+/// enough. Returns the event seen first and the seqs appended.
+pub async fn append_until_seen(
+    writer: &Store,
+    sub: &mut mcp_session_store::Subscription,
+    id: &str,
+) -> (mcp_session_store::Event, Vec<u64>) {
+    let mut appended = Vec::new();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let event = mcp_session_store::NewEvent::new("live", serde_json::json!(appended.len()));
+            let e = writer.append_event(id, event).await.expect("append");
+            appended.push(e.seq);
+            let wait = std::time::Duration::from_millis(500);
+            if let Ok(Some(event)) = tokio::time::timeout(wait, sub.next()).await {
+                return event.expect("the subscription's first event");
+            }
+        }
+    })
+    .await
+    .expect("an append from another store woke the subscriber");
+    (seen, appended)
 }
