@@ -27,7 +27,9 @@
 //!   statement, so one commit: it locks their sessions' rows in id order
 //!   (two batches never deadlock), raises each `last_seq` by the session's
 //!   count and numbers the events in arrival order. Commit order stays seq
-//!   order: a session's row lock is held until the commit.
+//!   order: a session's row lock is held until the commit. The workers run
+//!   on the tokio runtime that opened the store; once it shuts down, appends
+//!   are `Unavailable`.
 //! - **Reads** are one statement each, so one snapshot: a replay reads the
 //!   session's counters and its events together.
 //! - **Expiry** is the indexed `expires_at` column, checked by every read.
