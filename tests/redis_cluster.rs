@@ -114,6 +114,18 @@ async fn keyslot(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u32
         .unwrap()
 }
 
+/// The seqs of session `id`'s events on stream `"s"`, as stored.
+async fn stored_seqs(store: &Store, id: &str) -> Vec<u64> {
+    store
+        .events_after(id, &EventId::start("s"), 10_000)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
 /// The primary serving `slot`.
 async fn owner(ns: &Namespace, slot: u32) -> Primary {
     let mut conn = node(&first_node(ns)).await;
@@ -419,15 +431,7 @@ async fn a_slot_moving_to_another_node_under_load_loses_nothing(ns: Namespace) {
     // counter is exact.
     let mut all: Vec<u64> = seqs_a.iter().chain(&seqs_b).copied().collect();
     all.sort_unstable();
-    let stored: Vec<u64> = store
-        .events_after(&id, &EventId::start("s"), 10_000)
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|e| e.seq)
-        .collect();
-    assert_eq!(stored, all);
+    assert_eq!(stored_seqs(&store, &id).await, all);
     assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>());
     let n = store.get_state(&id, "n").await.unwrap().unwrap();
     assert_eq!(n.value.to_value(), json!(all.len()));
@@ -645,15 +649,10 @@ async fn a_primary_failing_over_to_its_replica_needs_no_reopening(_ns: Namespace
     );
     // What the replica acknowledged survived, and seq goes on after it.
     assert_eq!(first.seq, before.len() as u64 + 1);
-    let stored: Vec<u64> = store
-        .events_after(&id, &EventId::start("s"), 100)
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|e| e.seq)
-        .collect();
-    assert_eq!(stored, (1..=first.seq).collect::<Vec<_>>());
+    assert_eq!(
+        stored_seqs(&store, &id).await,
+        (1..=first.seq).collect::<Vec<_>>()
+    );
     // Other operations work too, and on a new store.
     store.set_state(&id, "k", json!(1)).await.unwrap();
     // (the URL's node may be the dead one: the other nodes as seeds)
