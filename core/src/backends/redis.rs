@@ -1386,6 +1386,30 @@ async fn listen(
     }
 }
 
+/// Pause after a failed connect, and after losing a connection.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+const LOST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Wait `pause`; false if the store stopped meanwhile.
+async fn pause(
+    stopped: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    pause: Duration,
+) -> bool {
+    tokio::select! {
+        _ = stopped => false,
+        _ = tokio::time::sleep(pause) => true,
+    }
+}
+
+/// The listener's ping timer: a connection that went silent (a network
+/// partition sends no close) is noticed by a ping that gets no answer.
+fn heartbeat() -> tokio::time::Interval {
+    let mut heartbeat = tokio::time::interval(PUBSUB_PING);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.reset();
+    heartbeat
+}
+
 /// [`listen`] on a single server.
 async fn listen_single(
     client: redis::Client,
@@ -1408,18 +1432,14 @@ async fn listen_single(
         let pubsub = match connected {
             Ok(Ok(pubsub)) => pubsub,
             _ => {
-                tokio::select! {
-                    _ = stopped.as_mut() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                if pause(stopped.as_mut(), RECONNECT_PAUSE).await {
+                    continue;
                 }
+                return;
             }
         };
         let (mut sink, mut messages) = pubsub.split();
-        // A connection that went silent (a network partition sends no
-        // close) is noticed by a ping that gets no answer.
-        let mut heartbeat = tokio::time::interval(PUBSUB_PING);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.reset();
+        let mut heartbeat = heartbeat();
         loop {
             let msg = tokio::select! {
                 _ = stopped.as_mut() => return,
@@ -1443,9 +1463,8 @@ async fn listen_single(
                 return;
             }
         }
-        tokio::select! {
-            _ = stopped.as_mut() => return,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        if !pause(stopped.as_mut(), LOST_PAUSE).await {
+            return;
         }
     }
 }
@@ -1476,14 +1495,12 @@ async fn listen_cluster(
             c = tokio::time::timeout(connect_timeout, connect) => c,
         };
         let Ok(Ok(mut conn)) = connected else {
-            tokio::select! {
-                _ = stopped.as_mut() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            if pause(stopped.as_mut(), RECONNECT_PAUSE).await {
+                continue;
             }
+            return;
         };
-        let mut heartbeat = tokio::time::interval(PUBSUB_PING);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.reset();
+        let mut heartbeat = heartbeat();
         loop {
             let push = tokio::select! {
                 _ = stopped.as_mut() => return,
@@ -1508,9 +1525,8 @@ async fn listen_cluster(
                 return;
             }
         }
-        tokio::select! {
-            _ = stopped.as_mut() => return,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        if !pause(stopped.as_mut(), LOST_PAUSE).await {
+            return;
         }
     }
 }
