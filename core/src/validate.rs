@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 pub const MAX_ID_BYTES: usize = 255;
 /// Largest page a paginated call returns.
 pub const MAX_PAGE_LIMIT: usize = 10_000;
+/// The page size the bindings use when the caller gives none.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
 /// Longest TTL accepted (100 years), so `now + ttl` never overflows.
 pub const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
