@@ -26,8 +26,27 @@ pub enum Expected {
     Version(u64),
 }
 
+/// What a backend is: its name and whether its data is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendInfo {
+    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"`, `"redis"`,
+    /// `"dynamodb"`, or a name of your own.
+    pub name: &'static str,
+    /// Whether two stores opened on the same URL see the same data (false
+    /// for `memory://`, whose data lives in one handle).
+    pub shared: bool,
+}
+
+impl BackendInfo {
+    /// The info of a backend called `name`.
+    pub const fn new(name: &'static str, shared: bool) -> BackendInfo {
+        BackendInfo { name, shared }
+    }
+}
+
 /// A storage backend. Object-safe: [`crate::Store`] holds an
-/// `Arc<dyn SessionStore>`.
+/// `Arc<dyn Backend>`.
 ///
 /// [`crate::Store`] validates every input (ids, keys, sizes, limits) before
 /// calling a backend. A backend guarantees:
@@ -49,13 +68,9 @@ pub enum Expected {
 ///   a cursor older than what trimming kept is `CursorExpired`; a cursor past
 ///   the newest event is `NotFound`.
 #[async_trait]
-pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
-    /// The backend's name: `"memory"`, `"sqlite"`, …
-    fn name(&self) -> &'static str;
-
-    /// Whether two stores opened on the same URL see the same data (false
-    /// for `memory://`, whose data lives in one handle).
-    fn is_shared(&self) -> bool;
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// The backend's name and whether its data is shared between handles.
+    fn info(&self) -> BackendInfo;
 
     /// Create a session.
     async fn create_session(&self, req: CreateSession) -> Result<Session>;
@@ -89,8 +104,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Delete one state key; true if it existed.
     async fn delete_state(&self, id: &str, key: &str) -> Result<bool>;
 
-    /// Every state key, sorted.
-    async fn state_keys(&self, id: &str) -> Result<Vec<String>>;
+    /// Every state key, sorted. The default reads [`Backend::state_all`];
+    /// a backend that can list keys without their values overrides it.
+    async fn state_keys(&self, id: &str) -> Result<Vec<String>> {
+        Ok(self
+            .state_all(id)
+            .await?
+            .into_iter()
+            .map(|entry| entry.key)
+            .collect())
+    }
 
     /// Every state entry, sorted by key.
     async fn state_all(&self, id: &str) -> Result<Vec<StateEntry>>;

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::{Error, Result};
+use crate::hash::Fnv1a;
 
 /// A position in a session's event log: the stream an event was sent on and
 /// its per-session `seq`.
@@ -111,21 +112,13 @@ fn truncate(s: &str) -> &str {
 /// 64-bit FNV-1a over `session 0xFF stream 0xFF seq(le)`. 0xFF never occurs
 /// in UTF-8, so the fields cannot run into each other.
 fn tag(session_id: &str, stream_id: &str, seq: u64) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(PRIME);
-        }
-    };
-    eat(session_id.as_bytes());
-    eat(&[0xff]);
-    eat(stream_id.as_bytes());
-    eat(&[0xff]);
-    eat(&seq.to_le_bytes());
-    h
+    Fnv1a::new()
+        .write(session_id.as_bytes())
+        .write(&[0xff])
+        .write(stream_id.as_bytes())
+        .write(&[0xff])
+        .write(&seq.to_le_bytes())
+        .finish()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@
 //! up); on `memory://` every call but `subscribe` and the sweeper also works
 //! on other executors.
 //!
-//! The guarantees every backend keeps are listed on [`SessionStore`]; the
+//! The guarantees every backend keeps are listed on [`Backend`]; the
 //! conformance suite in the repository's `tests/` checks them on each backend.
 
 #![forbid(unsafe_code)]
@@ -47,15 +47,19 @@ mod backend;
 pub mod backends;
 mod error;
 mod event_id;
+mod hash;
 mod json;
 mod model;
 mod options;
+mod runtime;
 mod store;
 mod subscribe;
+mod sweeper;
 mod time;
 pub mod validate;
+mod wakers;
 
-pub use backend::{AppendListener, Expected, SessionStore};
+pub use backend::{AppendListener, Backend, BackendInfo, Expected};
 pub use error::{Error, ErrorKind, Result};
 pub use event_id::EventId;
 pub use json::Json;
@@ -63,8 +67,9 @@ pub use model::{
     CleanupStats, CreateSession, Event, NewEvent, NewSession, Page, Session, StateEntry,
 };
 pub use options::{Limits, StoreOptions, StoreUrl, parse_duration};
-pub use store::{Store, Sweeper, SweeperStats};
+pub use store::Store;
 pub use subscribe::Subscription;
+pub use sweeper::{Sweeper, SweeperStats};
 pub use time::now_ms;
 
 /// The crate version, as in `Cargo.toml`.

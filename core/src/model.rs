@@ -235,6 +235,24 @@ impl<T> Page<T> {
     pub fn new(items: Vec<T>, next: Option<String>) -> Self {
         Page { items, next }
     }
+
+    /// A page from a read of up to `limit + 1` items (for backend
+    /// implementations): the first `limit` items, and, if there were more,
+    /// `next` made from the last item kept.
+    pub fn from_overfetch(
+        mut items: Vec<T>,
+        limit: usize,
+        next_of: impl FnOnce(&T) -> String,
+    ) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(next_of)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
 }
 
 /// What `cleanup_expired` removed.

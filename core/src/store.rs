@@ -1,12 +1,11 @@
 //! [`Store`]: the handle every caller uses.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::backend::{AppendListener, Expected, SessionStore};
+use crate::backend::{AppendListener, Backend, BackendInfo, Expected};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -14,8 +13,11 @@ use crate::model::{
     CleanupStats, CreateSession, Event, NewEvent, NewSession, Page, Session, StateEntry,
 };
 use crate::options::{StoreOptions, StoreUrl, duration_ms};
-use crate::subscribe::{Subscription, Wakers};
+use crate::runtime::backoff;
+use crate::subscribe::Subscription;
+use crate::sweeper::Sweeper;
 use crate::validate;
+use crate::wakers::Wakers;
 
 /// How many times [`Store::update_state`] retries a lost compare-and-set.
 const UPDATE_ATTEMPTS: u32 = 1000;
@@ -24,7 +26,7 @@ const UPDATE_ATTEMPTS: u32 = 1000;
 /// every clone shares the backend, its connections and its caches.
 #[derive(Clone, Debug)]
 pub struct Store {
-    backend: Arc<dyn SessionStore>,
+    backend: Arc<dyn Backend>,
     options: Arc<StoreOptions>,
     wakers: Arc<Wakers>,
 }
@@ -36,7 +38,9 @@ impl Store {
         Store::open_with(url, StoreOptions::default()).await
     }
 
-    /// Open the store at `url`: `memory://` or `sqlite://PATH`.
+    /// Open the store at `url`: `memory://`, `sqlite://PATH`,
+    /// `postgres://…`, `redis://…` / `rediss://…` or `dynamodb://TABLE?…`
+    /// (each server backend behind its cargo feature).
     ///
     /// Query parameters in the URL override `options`; an unknown parameter
     /// or scheme is `InvalidInput`, a backend that cannot be reached
@@ -45,61 +49,7 @@ impl Store {
         let mut parsed = StoreUrl::parse(url)?;
         options.apply_url(&mut parsed)?;
         options.validate()?;
-        let limits = options.limits();
-        let backend: Arc<dyn SessionStore> = match parsed.scheme.as_str() {
-            "memory" => {
-                if !parsed.location.is_empty() {
-                    return Err(Error::invalid("memory:// takes no path"));
-                }
-                parsed.finish()?;
-                Arc::new(crate::backends::memory::MemoryBackend::new(limits))
-            }
-            #[cfg(feature = "sqlite")]
-            "sqlite" => {
-                Arc::new(crate::backends::sqlite::SqliteBackend::open(&mut parsed, limits).await?)
-            }
-            #[cfg(not(feature = "sqlite"))]
-            "sqlite" => {
-                return Err(Error::invalid(
-                    "sqlite:// needs the `sqlite` cargo feature of mcp-session-store",
-                ));
-            }
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => Arc::new(
-                crate::backends::postgres::PostgresBackend::open(&mut parsed, limits).await?,
-            ),
-            #[cfg(not(feature = "postgres"))]
-            "postgres" | "postgresql" => {
-                return Err(Error::invalid(
-                    "postgres:// needs the `postgres` cargo feature of mcp-session-store",
-                ));
-            }
-            #[cfg(feature = "dynamodb")]
-            "dynamodb" => {
-                Arc::new(crate::backends::dynamodb::DynamoBackend::open(&mut parsed, limits).await?)
-            }
-            #[cfg(not(feature = "dynamodb"))]
-            "dynamodb" => {
-                return Err(Error::invalid(
-                    "dynamodb:// needs the `dynamodb` cargo feature of mcp-session-store",
-                ));
-            }
-            #[cfg(feature = "redis")]
-            "redis" | "rediss" => {
-                Arc::new(crate::backends::redis::RedisBackend::open(&mut parsed, limits).await?)
-            }
-            #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" => {
-                return Err(Error::invalid(
-                    "redis:// needs the `redis` cargo feature of mcp-session-store",
-                ));
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown store scheme {other:?}: expected memory://, sqlite://PATH, postgres://…, redis://…, rediss://… or dynamodb://TABLE"
-                )));
-            }
-        };
+        let backend = crate::backends::open(&mut parsed, options.limits()).await?;
         Ok(Store {
             backend,
             options: Arc::new(options),
@@ -109,7 +59,7 @@ impl Store {
 
     /// Wrap a backend of your own. The store validates inputs before calling
     /// it, with `options`.
-    pub fn from_backend(backend: Arc<dyn SessionStore>, options: StoreOptions) -> Result<Store> {
+    pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Result<Store> {
         options.validate()?;
         Ok(Store {
             backend,
@@ -120,11 +70,16 @@ impl Store {
 
     /// The backend's name (`"memory"`, `"sqlite"`, …).
     pub fn backend_name(&self) -> &'static str {
-        self.backend.name()
+        self.backend.info().name
+    }
+
+    /// The backend's name and whether its data is shared between handles.
+    pub fn backend_info(&self) -> BackendInfo {
+        self.backend.info()
     }
 
     /// The backend.
-    pub fn backend(&self) -> &Arc<dyn SessionStore> {
+    pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
@@ -357,7 +312,14 @@ impl Store {
         validate::session_id(id)?;
         validate::stream_id(&cursor.stream_id)?;
         self.watch_other_appends();
-        Subscription::start(self.clone(), id.to_string(), cursor).await
+        Subscription::start(
+            self.backend.clone(),
+            self.wakers.clone(),
+            self.options.poll_interval,
+            id.to_string(),
+            cursor,
+        )
+        .await
     }
 
     /// Ask the backend, once, to push other processes' appends to the wakers.
@@ -379,10 +341,6 @@ impl Store {
         }
     }
 
-    pub(crate) fn wakers(&self) -> &Wakers {
-        &self.wakers
-    }
-
     // ---- expiry --------------------------------------------------------
 
     /// Delete every expired session with its state and events.
@@ -399,85 +357,6 @@ impl Store {
         if interval.is_zero() {
             return Err(Error::invalid("the sweeper interval must be above zero"));
         }
-        let runtime = current_runtime()?;
-        let stats = Arc::new(SweeperStats::default());
-        let store = self.clone();
-        let task_stats = stats.clone();
-        let task = runtime.spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                match store.cleanup_expired().await {
-                    Ok(removed) => {
-                        task_stats
-                            .sessions_removed
-                            .fetch_add(removed.sessions, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        task_stats.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                task_stats.runs.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        Ok(Sweeper { task, stats })
-    }
-}
-
-/// The tokio runtime this call runs on: background tasks (the sweeper, the
-/// SQLite writer) live there.
-pub(crate) fn current_runtime() -> Result<tokio::runtime::Handle> {
-    tokio::runtime::Handle::try_current().map_err(|_| {
-        Error::new(
-            ErrorKind::Internal,
-            "mcp-session-store needs a tokio runtime: call it from within one",
-        )
-    })
-}
-
-async fn backoff(attempt: u32) {
-    // Jittered exponential backoff: 0-20 µs, doubling, capped near 5 ms.
-    let ceiling_us = 20u64 << attempt.min(8);
-    let us = fastrand::u64(0..=ceiling_us);
-    // Outside a tokio runtime (another executor) there is no timer: yield.
-    if us < 50 || tokio::runtime::Handle::try_current().is_err() {
-        tokio::task::yield_now().await;
-    } else {
-        tokio::time::sleep(Duration::from_micros(us)).await;
-    }
-}
-
-/// A background expiry sweeper; dropping it stops the sweeper.
-#[derive(Debug)]
-pub struct Sweeper {
-    task: tokio::task::JoinHandle<()>,
-    stats: Arc<SweeperStats>,
-}
-
-/// What a [`Sweeper`] has done so far.
-#[derive(Debug, Default)]
-pub struct SweeperStats {
-    /// Completed cleanup runs.
-    pub runs: AtomicU64,
-    /// Sessions removed over all runs.
-    pub sessions_removed: AtomicU64,
-    /// Runs that failed (the sweeper keeps going).
-    pub errors: AtomicU64,
-}
-
-impl Sweeper {
-    /// The counters, shared with the running task.
-    pub fn stats(&self) -> &Arc<SweeperStats> {
-        &self.stats
-    }
-
-    /// Stop the sweeper (same as dropping it).
-    pub fn stop(self) {}
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        self.task.abort();
+        Sweeper::spawn(self.backend.clone(), interval)
     }
 }

@@ -3,77 +3,20 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backend::Backend;
 use crate::error::Result;
 use crate::event_id::EventId;
 use crate::model::{Event, Page};
-use crate::store::Store;
+use crate::wakers::Wakers;
 
 /// Events fetched per read while catching up.
 const CHUNK: usize = 1000;
-
-/// Wakes the subscribers of a session when this process appends to it: a
-/// per-session counter that every append bumps, which a subscription
-/// compares with the value it last read the log at.
-#[derive(Debug, Default)]
-pub(crate) struct Wakers {
-    by_session: DashMap<String, watch::Sender<u64>, foldhash::fast::RandomState>,
-    /// Entries in `by_session`: appends skip the map while it is zero
-    /// (`DashMap::is_empty` would lock every shard).
-    sessions: AtomicUsize,
-    /// The backend pushes other processes' appends here (or is starting to).
-    watching: AtomicBool,
-}
-
-impl Wakers {
-    /// Called after every successful append or delete through this store.
-    pub(crate) fn wake(&self, session_id: &str) {
-        if self.sessions.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        if let Some(tx) = self.by_session.get(session_id) {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
-        }
-    }
-
-    /// True for the one caller that should start the backend's pushes.
-    pub(crate) fn start_watching(&self) -> bool {
-        !self.watching.swap(true, Ordering::AcqRel)
-    }
-
-    /// The backend does not push: a later subscriber may ask again.
-    pub(crate) fn stop_watching(&self) {
-        self.watching.store(false, Ordering::Release);
-    }
-
-    fn register(&self, session_id: &str) -> watch::Receiver<u64> {
-        match self.by_session.entry(session_id.to_string()) {
-            Entry::Occupied(entry) => entry.get().subscribe(),
-            Entry::Vacant(entry) => {
-                self.sessions.fetch_add(1, Ordering::AcqRel);
-                entry.insert(watch::channel(0).0).subscribe()
-            }
-        }
-    }
-
-    fn release(&self, session_id: &str) {
-        // Remove the entry once no subscription listens.
-        if self
-            .by_session
-            .remove_if(session_id, |_, tx| tx.receiver_count() == 0)
-            .is_some()
-        {
-            self.sessions.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
 
 /// A read of the log in flight: kept across cancelled calls of
 /// [`Subscription::next`], so a read slower than the caller's patience still
@@ -82,13 +25,13 @@ impl Wakers {
 type Read = std::sync::Mutex<Pin<Box<dyn Future<Output = Result<Page<Event>>> + Send>>>;
 
 /// A live subscription to one stream of a session, from
-/// [`Store::subscribe`].
+/// [`Store::subscribe`](crate::Store::subscribe).
 ///
 /// [`next`](Subscription::next) first yields the events after the cursor
 /// (the replay), then each new event of the stream as it is appended, in
 /// `seq` order, with no gap and no duplicate at the seam: both phases read
 /// the log with the same `events_after` cursor, and commit order equals seq
-/// order. Appends through the same [`Store`] (or any of its clones) wake the
+/// order. Appends through the same [`Store`](crate::Store) (or any of its clones) wake the
 /// subscription at once; appends by another process on a shared backend are
 /// seen within the store's `poll_interval`.
 ///
@@ -97,7 +40,8 @@ type Read = std::sync::Mutex<Pin<Box<dyn Future<Output = Result<Page<Event>>> + 
 /// trimming removed events it had not read (`CursorExpired`); after an
 /// error, `next` returns `None`.
 pub struct Subscription {
-    store: Store,
+    backend: Arc<dyn Backend>,
+    wakers: Arc<Wakers>,
     session_id: String,
     cursor: EventId,
     buffer: VecDeque<Event>,
@@ -123,15 +67,19 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    /// Start following `cursor`'s stream of a session: `session_id` and
+    /// the cursor have been validated by the caller.
     pub(crate) async fn start(
-        store: Store,
+        backend: Arc<dyn Backend>,
+        wakers: Arc<Wakers>,
+        poll: Duration,
         session_id: String,
         cursor: EventId,
     ) -> Result<Subscription> {
-        let appended = store.wakers().register(&session_id);
-        let poll = store.options().poll_interval;
+        let appended = wakers.register(&session_id);
         let mut sub = Subscription {
-            store,
+            backend,
+            wakers,
             session_id,
             cursor,
             buffer: VecDeque::new(),
@@ -165,13 +113,13 @@ impl Subscription {
             // lands during the read shows as a change afterwards.
             self.appended.borrow_and_update();
             self.last_read = Some(Instant::now());
-            let (store, id, cursor) = (
-                self.store.clone(),
+            let (backend, id, cursor) = (
+                self.backend.clone(),
                 self.session_id.clone(),
                 self.cursor.clone(),
             );
             std::sync::Mutex::new(Box::pin(async move {
-                store.events_after(&id, &cursor, CHUNK).await
+                backend.events_after(&id, &cursor, CHUNK).await
             }))
         });
         let read = read
@@ -240,7 +188,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         // Stop listening first, so `release` counts the others only.
         self.appended = watch::channel(0).1;
-        self.store.wakers().release(&self.session_id);
+        self.wakers.release(&self.session_id);
     }
 }
 
@@ -252,23 +200,21 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use super::*;
-    use crate::backend::{Expected, SessionStore};
+    use crate::backend::{Backend, BackendInfo, Expected};
     use crate::backends::memory::MemoryBackend;
     use crate::json::Json;
     use crate::model::{CleanupStats, CreateSession, NewEvent, NewSession, Session, StateEntry};
     use crate::options::{Limits, StoreOptions};
+    use crate::store::Store;
 
     /// The memory backend with replays slower than the caller's patience.
     #[derive(Debug)]
     struct SlowReplays(MemoryBackend);
 
     #[async_trait]
-    impl SessionStore for SlowReplays {
-        fn name(&self) -> &'static str {
-            "slow"
-        }
-        fn is_shared(&self) -> bool {
-            false
+    impl Backend for SlowReplays {
+        fn info(&self) -> BackendInfo {
+            BackendInfo::new("slow", false)
         }
         async fn create_session(&self, req: CreateSession) -> Result<Session> {
             self.0.create_session(req).await

@@ -132,7 +132,7 @@ use dashmap::DashMap;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
-use crate::backend::{Expected, SessionStore, check_cursor, check_expected};
+use crate::backend::{Backend, BackendInfo, Expected, check_cursor, check_expected};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -503,7 +503,7 @@ impl DynamoBackend {
             return Err(Error::invalid("option shards must be 1-256"));
         }
         url.finish()?;
-        crate::store::current_runtime()?;
+        crate::runtime::current_runtime()?;
 
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
@@ -617,7 +617,7 @@ impl DynamoBackend {
 
     /// The key of a session's item: its shard partition and its id.
     fn session_key(&self, id: &str) -> Item {
-        let shard = (super::fnv1a(id.as_bytes()) % u64::from(self.shards)) as u32;
+        let shard = (crate::hash::fnv1a(id.as_bytes()) % u64::from(self.shards)) as u32;
         HashMap::from([
             ("pk".to_string(), s(shard_pk_of(shard))),
             ("sk".to_string(), s(id)),
@@ -1179,13 +1179,9 @@ impl DynamoBackend {
 }
 
 #[async_trait]
-impl SessionStore for DynamoBackend {
-    fn name(&self) -> &'static str {
-        "dynamodb"
-    }
-
-    fn is_shared(&self) -> bool {
-        true
+impl Backend for DynamoBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("dynamodb", true)
     }
 
     async fn create_session(&self, req: CreateSession) -> Result<Session> {

@@ -18,12 +18,12 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::backend::{Expected, SessionStore, check_cursor, check_expected};
+use crate::backend::{Backend, BackendInfo, Expected, check_cursor, check_expected};
 use crate::error::{Error, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
 use crate::model::{CleanupStats, CreateSession, Event, NewEvent, Page, Session, StateEntry};
-use crate::options::Limits;
+use crate::options::{Limits, StoreUrl};
 use crate::time::now_ms;
 use crate::validate;
 
@@ -133,6 +133,15 @@ impl MemoryBackend {
         }
     }
 
+    /// Open `memory://`, which takes no path and no options of its own.
+    pub fn open(url: &mut StoreUrl, limits: Limits) -> Result<Self> {
+        if !url.location.is_empty() {
+            return Err(Error::invalid("memory:// takes no path"));
+        }
+        url.finish()?;
+        Ok(MemoryBackend::new(limits))
+    }
+
     fn slot(&self, id: &str) -> Option<Arc<Mutex<Slot>>> {
         self.sessions.get(id).map(|r| r.value().clone())
     }
@@ -192,13 +201,9 @@ impl MemoryBackend {
 }
 
 #[async_trait]
-impl SessionStore for MemoryBackend {
-    fn name(&self) -> &'static str {
-        "memory"
-    }
-
-    fn is_shared(&self) -> bool {
-        false
+impl Backend for MemoryBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("memory", false)
     }
 
     async fn create_session(&self, req: CreateSession) -> Result<Session> {

@@ -72,7 +72,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{AppendListener, Expected, SessionStore, check_cursor, check_expected};
+use crate::backend::{
+    AppendListener, Backend, BackendInfo, Expected, check_cursor, check_expected,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -404,7 +406,7 @@ impl PostgresBackend {
         let sql = Sql::new(&schema, channel.as_deref());
         let (appends, queue) = mpsc::channel(APPEND_QUEUE);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
-        let runtime = crate::store::current_runtime()?;
+        let runtime = crate::runtime::current_runtime()?;
         let statements: Arc<(String, String)> =
             Arc::new((sql.append.clone(), sql.append_batch.clone()));
         // One append worker per pooled connection: as many append
@@ -689,13 +691,9 @@ fn to_i64(n: u64) -> i64 {
 }
 
 #[async_trait]
-impl SessionStore for PostgresBackend {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn is_shared(&self) -> bool {
-        true
+impl Backend for PostgresBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("postgres", true)
     }
 
     async fn create_session(&self, req: CreateSession) -> Result<Session> {
@@ -1032,7 +1030,7 @@ impl SessionStore for PostgresBackend {
             return Ok(false);
         };
         self.check_open()?;
-        let runtime = crate::store::current_runtime()?;
+        let runtime = crate::runtime::current_runtime()?;
         runtime.spawn(listen(
             self.pool.clone(),
             self.schema.clone(),

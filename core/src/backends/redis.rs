@@ -98,7 +98,9 @@ use redis::{
 use serde_json::{Map, Value as JsonValue};
 use tokio::sync::watch;
 
-use crate::backend::{AppendListener, Expected, SessionStore, check_cursor, check_expected};
+use crate::backend::{
+    AppendListener, Backend, BackendInfo, Expected, check_cursor, check_expected,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -518,7 +520,7 @@ impl RedisBackend {
 
     /// The shard of session `id`.
     fn shard_of(&self, id: &str) -> usize {
-        (super::fnv1a(id.as_bytes()) % self.tags.len() as u64) as usize
+        (crate::hash::fnv1a(id.as_bytes()) % self.tags.len() as u64) as usize
     }
 
     /// The four keys of session `id`, in shard `shard`.
@@ -1026,13 +1028,9 @@ fn status_reply(v: Value) -> Result<(i64, Vec<Value>)> {
 }
 
 #[async_trait]
-impl SessionStore for RedisBackend {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn is_shared(&self) -> bool {
-        true
+impl Backend for RedisBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("redis", true)
     }
 
     async fn create_session(&self, req: CreateSession) -> Result<Session> {
@@ -1341,7 +1339,7 @@ impl SessionStore for RedisBackend {
 
     fn watch_appends(&self, listener: AppendListener) -> Result<bool> {
         self.check_open()?;
-        let runtime = crate::store::current_runtime()?;
+        let runtime = crate::runtime::current_runtime()?;
         runtime.spawn(listen(
             self.listen.clone(),
             self.channel.clone(),

@@ -45,7 +45,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{Expected, SessionStore, check_cursor, check_expected};
+use crate::backend::{Backend, BackendInfo, Expected, check_cursor, check_expected};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event_id::EventId;
 use crate::json::Json;
@@ -168,7 +168,7 @@ impl SqliteBackend {
             return Err(Error::invalid("option write_batch_max must be 1-10000"));
         }
         url.finish()?;
-        let runtime = crate::store::current_runtime()?;
+        let runtime = crate::runtime::current_runtime()?;
 
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -887,13 +887,9 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
 }
 
 #[async_trait]
-impl SessionStore for SqliteBackend {
-    fn name(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn is_shared(&self) -> bool {
-        true
+impl Backend for SqliteBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo::new("sqlite", true)
     }
 
     async fn create_session(&self, req: CreateSession) -> Result<Session> {
