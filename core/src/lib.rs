@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `memory://` | in-process, sharded maps | always |
 //! | `sqlite://PATH` | SQLite file, WAL, group commit | `sqlite` (default) |
+//! | `postgres://USER@HOST/DB` | PostgreSQL: a schema of its own, batched appends, `LISTEN/NOTIFY` wake-ups | `postgres` |
 //! | `dynamodb://TABLE?region=…&endpoint=…` | DynamoDB (or a compatible server): one table, transactional appends, sharded session index | `dynamodb` |
 //! | `redis://HOST:PORT`, `rediss://…` | Redis, a single server or a Redis Cluster (TLS by rustls): one Lua script per operation on one slot, pub/sub wake-ups | `redis` |
 //!

@@ -205,7 +205,7 @@ impl StoreUrl {
     pub fn parse(url: &str) -> Result<StoreUrl> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(Error::invalid(format!(
-                "invalid store URL {:?}: expected SCHEME://… (memory://, sqlite://PATH)",
+                "invalid store URL {:?}: expected SCHEME://… (memory://, sqlite://PATH, postgres://…, redis://…, rediss://…, dynamodb://TABLE)",
                 url.chars().take(100).collect::<String>()
             )));
         };

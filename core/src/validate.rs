@@ -82,18 +82,15 @@ pub fn payload(what: &str, json: &Json, max_bytes: usize) -> Result<()> {
 /// Metadata whose JSON encoding is within `max_bytes` and nests at most
 /// [`crate::json::MAX_DEPTH`] levels.
 pub fn metadata(metadata: &Map<String, Value>, max_bytes: usize) -> Result<()> {
-    let text = serde_json::to_string(metadata).unwrap_or_default();
+    let text = serde_json::to_string(metadata)
+        .map_err(|e| Error::invalid(format!("metadata cannot be encoded as JSON: {e}")))?;
     crate::json::check_depth(&text).map_err(|e| {
         Error::new(
             ErrorKind::InvalidInput,
             format!("metadata: {}", e.message()),
         )
     })?;
-    let size = if text.is_empty() {
-        usize::MAX
-    } else {
-        text.len()
-    };
+    let size = text.len();
     if size > max_bytes {
         return Err(Error::new(
             ErrorKind::LimitExceeded,
