@@ -46,7 +46,15 @@ impl Json {
     }
 
     /// Wrap text read back from a backend, which was validated when stored.
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(
+            feature = "sqlite",
+            feature = "postgres",
+            feature = "redis",
+            feature = "dynamodb"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn from_stored(text: String) -> Json {
         Json(Arc::from(text))
     }

@@ -51,3 +51,30 @@ pub(crate) fn parse_metadata(text: &str) -> Result<Map<String, Value>> {
     serde_json::from_str(text)
         .map_err(|e| corrupt(format!("stored session metadata is not a JSON object: {e}")))
 }
+
+/// A session read from a SQL row whose columns are, in order: `id`,
+/// `created_at`, `last_activity`, `expires_at`, `ttl_ms`, `metadata` (JSON
+/// text), `version`, `last_seq`. `map_err` maps the driver's errors.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn session_from_row<R>(
+    row: &R,
+    map_err: fn(sqlx::Error) -> Error,
+) -> Result<crate::model::Session>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let metadata: String = row.try_get(5).map_err(map_err)?;
+    Ok(crate::model::Session {
+        id: row.try_get(0).map_err(map_err)?,
+        created_at: row.try_get(1).map_err(map_err)?,
+        last_activity: row.try_get(2).map_err(map_err)?,
+        expires_at: row.try_get(3).map_err(map_err)?,
+        ttl_ms: row.try_get::<i64, _>(4).map_err(map_err)? as u64,
+        metadata: parse_metadata(&metadata)?,
+        version: row.try_get::<i64, _>(6).map_err(map_err)? as u64,
+        last_seq: row.try_get::<i64, _>(7).map_err(map_err)? as u64,
+    })
+}
