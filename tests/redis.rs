@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
 use mcp_session_store_conformance::{
-    Namespace, TestFn, delete_redis_prefix, no_hang, run_backend_tests, spare_port, tests,
+    Namespace, TestFn, delete_redis_prefix, no_hang, redis_connection, redis_keys,
+    run_backend_tests, spare_port, test_certificates, tests,
 };
 use serde_json::json;
 
@@ -36,28 +37,6 @@ fn main() {
 /// The namespace's key prefix.
 fn prefix(ns: &Namespace) -> String {
     ns.param("key_prefix").expect("a key_prefix parameter")
-}
-
-/// A connection of the test's own to the namespace's server.
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("a Redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to Redis")
-}
-
-async fn keys_with_prefix(
-    conn: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-) -> Vec<String> {
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(conn)
-        .await
-        .expect("KEYS");
-    keys.sort();
-    keys
 }
 
 async fn unreachable_server_is_unavailable_within_connect_timeout(_ns: Namespace) {
@@ -150,7 +129,7 @@ async fn keys_share_the_session_hash_tag_and_carry_native_ttl(ns: Namespace) {
         .await
         .unwrap();
     let prefix = prefix(&ns);
-    let mut conn = raw(ns.base_url()).await;
+    let mut conn = redis_connection(ns.base_url()).await;
     let id = "tag{odd}id";
     store
         .create_session(NewSession::new().with_id(id))
@@ -161,7 +140,7 @@ async fn keys_share_the_session_hash_tag_and_carry_native_ttl(ns: Namespace) {
         .append_event(id, NewEvent::new("s", json!({"n": 1})))
         .await
         .unwrap();
-    let keys = keys_with_prefix(&mut conn, &prefix).await;
+    let keys = redis_keys(&mut conn, &prefix).await;
     let session_keys: Vec<&String> = keys.iter().filter(|k| k.contains(id)).collect();
     assert_eq!(session_keys.len(), 4, "{keys:?}");
     // The hash tag is the text between the first `{` and the next `}`: the
@@ -207,7 +186,7 @@ async fn keys_share_the_session_hash_tag_and_carry_native_ttl(ns: Namespace) {
     // config stays.
     assert!(store.delete_session(id).await.unwrap());
     assert_eq!(
-        keys_with_prefix(&mut conn, &prefix).await,
+        redis_keys(&mut conn, &prefix).await,
         [format!("{prefix}config")]
     );
 }
@@ -216,7 +195,7 @@ async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
     // No grace: Redis drops an expired session's keys by itself.
     let store = Store::open(&ns.url("expire_grace=0ms")).await.unwrap();
     let prefix = prefix(&ns);
-    let mut conn = raw(ns.base_url()).await;
+    let mut conn = redis_connection(ns.base_url()).await;
     let brief = store
         .create_session(NewSession::new().with_ttl(Duration::from_millis(50)))
         .await
@@ -233,7 +212,7 @@ async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let left = keys_with_prefix(&mut conn, &prefix).await;
+    let left = redis_keys(&mut conn, &prefix).await;
     assert!(
         left.iter().all(|k| !k.contains(&brief)),
         "Redis expired the session's keys natively: {left:?}"
@@ -244,7 +223,7 @@ async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
     assert_eq!(stats.sessions, 1, "the index entry is removed");
     assert_eq!((stats.state_entries, stats.events), (0, 0));
     // The index entries are gone, the live session is whole.
-    let exp_key = keys_with_prefix(&mut conn, &prefix)
+    let exp_key = redis_keys(&mut conn, &prefix)
         .await
         .into_iter()
         .find(|k| k.ends_with("}:exp"))
@@ -272,14 +251,14 @@ async fn native_expiry_before_cleanup_loses_nothing_live(ns: Namespace) {
 async fn corrupt_stored_data_is_a_backend_error(ns: Namespace) {
     let store = ns.open().await;
     let prefix = prefix(&ns);
-    let mut conn = raw(ns.base_url()).await;
+    let mut conn = redis_connection(ns.base_url()).await;
     let id = store.create_session(NewSession::new()).await.unwrap().id;
     store.set_state(&id, "k", json!(1)).await.unwrap();
     store
         .append_event(&id, NewEvent::new("s", json!(1)))
         .await
         .unwrap();
-    let hash = keys_with_prefix(&mut conn, &prefix)
+    let hash = redis_keys(&mut conn, &prefix)
         .await
         .into_iter()
         .find(|k| k.ends_with(&format!("}}:{id}:s")))
@@ -385,70 +364,7 @@ impl SpareServer {
     fn start_tls() -> SpareServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         // A CA, and a certificate for 127.0.0.1 that it signed.
-        let d = dir.path();
-        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        let steps: [Vec<&std::ffi::OsStr>; 3] = [
-            [
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=mss test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ]
-            .map(std::ffi::OsStr::new)
-            .to_vec(),
-            [
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "server.csr",
-            ]
-            .map(std::ffi::OsStr::new)
-            .to_vec(),
-            [
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                "cert.pem",
-            ]
-            .map(std::ffi::OsStr::new)
-            .to_vec(),
-        ];
-        for args in steps {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("run openssl");
-            assert!(status.success(), "openssl made the certificates");
-        }
+        test_certificates(dir.path());
         let mut server = SpareServer {
             port: spare_port(),
             dir,
@@ -727,7 +643,7 @@ async fn rediss_with_a_trusted_ca_works_and_an_unknown_ca_is_refused(_ns: Namesp
 async fn shards_are_fixed_per_prefix_and_list_count_and_clean_across_them(ns: Namespace) {
     let store = Store::open(&ns.url("shards=5")).await.unwrap();
     let prefix = prefix(&ns);
-    let mut conn = raw(ns.base_url()).await;
+    let mut conn = redis_connection(ns.base_url()).await;
     // The count is stored: another count is refused, none means the stored.
     let err = Store::open(&ns.url("shards=6")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
@@ -753,7 +669,7 @@ async fn shards_are_fixed_per_prefix_and_list_count_and_clean_across_them(ns: Na
         ids.push(id);
     }
     // Five shards, each with its own tag on its keys and indexes.
-    let keys = keys_with_prefix(&mut conn, &prefix).await;
+    let keys = redis_keys(&mut conn, &prefix).await;
     let tags: std::collections::BTreeSet<&str> = keys
         .iter()
         .filter_map(|k| k.split_once('{')?.1.split_once('}').map(|(t, _)| t))
@@ -806,6 +722,6 @@ async fn a_cluster_url_for_a_single_server_is_refused(ns: Namespace) {
     eprintln!("cluster=true on a single server: {err}");
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     // Nothing was written.
-    let mut conn = raw(ns.base_url()).await;
-    assert!(keys_with_prefix(&mut conn, &prefix(&ns)).await.is_empty());
+    let mut conn = redis_connection(ns.base_url()).await;
+    assert!(redis_keys(&mut conn, &prefix(&ns)).await.is_empty());
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use mcp_session_store::{ErrorKind, EventId, NewEvent, NewSession, Store, StoreOptions};
 use mcp_session_store_conformance::{
-    Namespace, TestFn, append_until_seen, no_hang, run_backend_tests, spare_port, tests,
+    Namespace, TestFn, append_until_seen, no_hang, redis_connection, redis_keys, run_backend_tests,
+    spare_port, tests,
 };
 use serde_json::json;
 
@@ -47,11 +48,7 @@ fn first_node(ns: &Namespace) -> String {
 
 /// A plain connection to one node.
 async fn node(addr: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(format!("redis://{addr}"))
-        .expect("a node address")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    redis_connection(&format!("redis://{addr}")).await
 }
 
 /// A cluster primary: its id and address.
@@ -89,13 +86,7 @@ async fn primaries(ns: &Namespace) -> Vec<Primary> {
 
 /// The keys under `prefix` on one node.
 async fn keys_on(addr: &str, prefix: &str) -> Vec<String> {
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut node(addr).await)
-        .await
-        .unwrap();
-    keys.sort();
-    keys
+    redis_keys(&mut node(addr).await, prefix).await
 }
 
 /// The hash tag of a key.
