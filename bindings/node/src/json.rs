@@ -18,8 +18,9 @@ use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiVa
 use napi::{Error, Result, Status, ValueType, sys};
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting accepted (`serde_json` reads at most 128 levels).
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting accepted: the core's limit, what every stored value can
+/// be read back with.
+pub const MAX_DEPTH: usize = mss_core::validate::MAX_JSON_DEPTH;
 /// Most values in one conversion (a shared sub-object counts each time).
 const MAX_NODES: usize = 10_000_000;
 
