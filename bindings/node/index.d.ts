@@ -84,6 +84,12 @@ export interface CleanupInfo {
 /** The core library's version. */
 export declare function coreVersion(): string
 
+/**
+ * Every stable error code, in the core's order (`"not_found"`, …): the
+ * package builds one error class per code from this list.
+ */
+export declare function errorKinds(): Array<string>
+
 /** A stored event. */
 export interface EventInfo {
   /**
