@@ -1,20 +1,19 @@
 'use strict'
 
 /**
- * The package's error classes: one `SessionStoreError` subclass per stable
- * code of the core, built from the native module's `errorKinds()` (the
- * core's list), and the translation of native errors into them.
+ * The package's error classes: one `SessionStoreError` subclass per error
+ * kind of the core, built from the native module's `errorKinds()` (the
+ * core's list, with each kind's code and class name), and the translation
+ * of native errors into them.
  */
 
 const native = require('../index.js')
 
-/** `not_found` → `NotFoundError`. */
-function className(code) {
-  return code.replace(/(^|_)([a-z])/g, (_m, _sep, c) => c.toUpperCase()) + 'Error'
-}
+/** Every error kind of the core, in its order: `{ code, className }`. */
+const KINDS = Object.freeze(native.errorKinds().map((k) => Object.freeze(k)))
 
 /** Every stable error code of the store, in the core's order. */
-const CODES = Object.freeze(native.errorKinds())
+const CODES = Object.freeze(KINDS.map((k) => k.code))
 
 /** Base class of every error the store reports; `.code` is the stable code. */
 class SessionStoreError extends Error {
@@ -32,8 +31,7 @@ class SessionStoreError extends Error {
 const classes = {}
 /** Class name → class, e.g. `NotFoundError`. */
 const byName = {}
-for (const code of CODES) {
-  const name = className(code)
+for (const { code, className: name } of KINDS) {
   // One named subclass per code, e.g. `class NotFoundError extends SessionStoreError`.
   const cls = {
     [name]: class extends SessionStoreError {
@@ -95,7 +93,6 @@ module.exports = {
   errorClasses: Object.freeze(byName),
   ERROR_CODES: CODES,
   errorClassFor: (code) => classes[code],
-  className,
   fromNative,
   call,
   callSync,

@@ -17,16 +17,20 @@ const sdk = require('./sdk.js')
 const { call } = errors
 const { ConflictError } = errors.errorClasses
 
+/**
+ * The open options, type-checked (a number where a number belongs:
+ * `TypeError`); the native layer parses them with the bridge's one options
+ * parser (names, units, duration strings, unknown names).
+ */
 function openOptions(options) {
   const o = obj(options, 'options')
-  const ttl = o.ttlMs ?? o.ttl
-  return {
-    ttlMs: typeof ttl === 'string' ? undefined : optNum(ttl, 'options.ttlMs'),
-    maxEventsPerSession: optNum(o.maxEventsPerSession, 'options.maxEventsPerSession'),
-    maxPayloadBytes: optNum(o.maxPayloadBytes, 'options.maxPayloadBytes'),
-    maxSessions: optNum(o.maxSessions, 'options.maxSessions'),
-    pollIntervalMs: optNum(o.pollIntervalMs, 'options.pollIntervalMs'),
+  for (const name of ['ttlMs', 'ttl']) {
+    if (typeof o[name] !== 'string') optNum(o[name], `options.${name}`)
   }
+  for (const name of ['maxEventsPerSession', 'maxPayloadBytes', 'maxSessions', 'pollIntervalMs']) {
+    optNum(o[name], `options.${name}`)
+  }
+  return o
 }
 
 // ---- the store --------------------------------------------------------------
@@ -44,16 +48,14 @@ class Store {
     this._native = handle
   }
 
-  /** Open the store at `url` (`memory://`, `sqlite://PATH`, …). */
+  /**
+   * Open the store at `url` (`memory://`, `sqlite://PATH`, …). URL query
+   * parameters win over `options`.
+   */
   static async open(url, options) {
     str(url, 'url')
-    const o = obj(options, 'options')
-    if (typeof (o.ttlMs ?? o.ttl) === 'string') {
-      // A duration string goes through the URL, where the core parses it.
-      const sep = url.includes('?') ? '&' : '?'
-      url = `${url}${sep}ttl=${encodeURIComponent(o.ttlMs ?? o.ttl)}`
-    }
-    const handle = await call(() => native.openStore(url, openOptions(o)))
+    const o = openOptions(options)
+    const handle = await call(() => native.openStore(url, o))
     return new Store(handle)
   }
 

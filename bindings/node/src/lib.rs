@@ -1,7 +1,9 @@
 //! Native layer of the `mcp-session-store` npm package.
 //!
-//! Every store call is a `#[napi] async fn` that returns a Promise and runs
-//! on napi-rs's tokio runtime. Errors carry the core's stable code as a
+//! Every store call is a `#[napi] async fn` that returns a Promise. Its
+//! arguments are checked on the JS thread; the store's future runs on the
+//! bridge's runtime (`mss_bridge::runtime`, worker threads with 8 MiB
+//! stacks), and napi-rs's runtime only waits for it (see [`run`]). Errors carry the core's stable code as a
 //! message prefix, `"not_found: session 'x' not found"`; the package's
 //! `lib/errors.js` turns them into `SessionStoreError` subclasses with
 //! `.code`. Use the package entry point, not this layer directly: it also
@@ -13,11 +15,14 @@
 //! - [`json`]: JS values to and from JSON.
 
 #![deny(clippy::all)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod json;
 pub mod store;
 pub mod subscription;
 pub mod types;
+
+use std::future::Future;
 
 use mss_core::EventId;
 use napi::bindgen_prelude::*;
@@ -27,7 +32,24 @@ use crate::types::EventPosition;
 
 /// A core error as a JS error whose message starts with the stable code.
 fn err(e: mss_core::Error) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, e.to_string())
+    napi::Error::new(
+        Status::GenericFailure,
+        mss_bridge::errors::coded_message(&e),
+    )
+}
+
+/// Run a store call on the bridge's runtime and wait for it: the future is
+/// polled on a bridge worker (8 MiB of stack), never on napi-rs's threads or
+/// the JS thread. A panic in it is an `internal` error.
+async fn run<T, F>(future: F) -> Result<T>
+where
+    F: Future<Output = mss_core::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    mss_bridge::runtime::call(future)
+        .await
+        .and_then(|result| result)
+        .map_err(err)
 }
 
 /// An `invalid_input` error for bad arguments found here.
@@ -68,12 +90,24 @@ pub fn core_version() -> String {
     mss_core::VERSION.to_string()
 }
 
-/// Every stable error code, in the core's order (`"not_found"`, …): the
-/// package builds one error class per code from this list.
+/// One error kind: the stable code and the class the package gives it.
+#[napi(object, object_from_js = false)]
+pub struct ErrorKindInfo {
+    /// The stable code, e.g. `"not_found"` (the error's `.code`).
+    pub code: String,
+    /// The class name, e.g. `"NotFoundError"`.
+    pub class_name: String,
+}
+
+/// Every error kind of the core, in its order (`ErrorKind::ALL`, through
+/// the bridge's table): the package builds one error class per entry.
 #[napi]
-pub fn error_kinds() -> Vec<String> {
-    mss_core::ErrorKind::ALL
+pub fn error_kinds() -> Vec<ErrorKindInfo> {
+    mss_bridge::errors::kinds()
         .iter()
-        .map(|k| k.code().to_string())
+        .map(|k| ErrorKindInfo {
+            code: k.code().to_string(),
+            class_name: k.class_name().to_string(),
+        })
         .collect()
 }

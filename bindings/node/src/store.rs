@@ -1,6 +1,10 @@
 //! The store handle: `openStore` and `NativeStore`, one `async` method per
-//! core operation, each returning a Promise.
+//! core operation, each returning a Promise. Arguments are checked on the
+//! JS thread; the store's future runs on the bridge's runtime ([`run`]).
 
+use std::future::Future;
+
+use mss_bridge::options::{DurationUnit, OpenOptions};
 use mss_core::{EventId, NewEvent, NewSession};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -8,18 +12,26 @@ use napi_derive::napi;
 use crate::json::JsonIn;
 use crate::subscription::{NativeSubscription, NativeSweeper};
 use crate::types::{
-    self, CleanupInfo, EventInfo, EventPage, OpenOptions, SessionInfo, SessionPage, StateEntryInfo,
-    count, duration_ms, store_options,
+    self, CleanupInfo, EventInfo, EventPage, SessionInfo, SessionPage, StateEntryInfo, count,
+    duration_ms,
 };
-use crate::{err, invalid};
+use crate::{err, invalid, run};
 
-/// Open the store at `url` (`memory://`, `sqlite://PATH`, …).
+/// Open the store at `url` (`memory://`, `sqlite://PATH`, …) with `options`
+/// (`ttlMs`/`ttl`, `maxEventsPerSession`, `maxPayloadBytes`, `maxSessions`,
+/// `pollIntervalMs`; durations in milliseconds or strings such as `"30m"`).
 #[napi]
-pub async fn open_store(url: String, options: Option<OpenOptions>) -> Result<NativeStore> {
-    let options = store_options(options)?;
-    let store = mss_core::Store::open_with(&url, options)
-        .await
-        .map_err(err)?;
+pub async fn open_store(
+    url: String,
+    #[napi(ts_arg_type = "Record<string, unknown> | undefined | null")] options: Option<JsonIn>,
+) -> Result<NativeStore> {
+    let options = match options {
+        Some(JsonIn(value)) => OpenOptions::from_value(&value, DurationUnit::Milliseconds),
+        None => Ok(OpenOptions::default()),
+    }
+    .map_err(err)?
+    .to_store_options();
+    let store = run(async move { mss_core::Store::open_with(&url, options).await }).await?;
     Ok(NativeStore { store })
 }
 
@@ -27,6 +39,18 @@ pub async fn open_store(url: String, options: Option<OpenOptions>) -> Result<Nat
 #[napi]
 pub struct NativeStore {
     store: mss_core::Store,
+}
+
+impl NativeStore {
+    /// Run `op` on a handle of this store on the bridge's runtime (see
+    /// [`run`]).
+    async fn run<T, Fut>(&self, op: impl FnOnce(mss_core::Store) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = mss_core::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        run(op(self.store.clone())).await
+    }
 }
 
 #[napi]
@@ -40,7 +64,7 @@ impl NativeStore {
     /// Finish pending writes and release connections.
     #[napi]
     pub async fn close(&self) -> Result<()> {
-        self.store.close().await.map_err(err)
+        self.run(|store| async move { store.close().await }).await
     }
 
     /// Create a session (`id` absent: a UUID v4).
@@ -60,21 +84,17 @@ impl NativeStore {
         if let Some(ttl) = ttl_ms {
             new = new.with_ttl(duration_ms("ttlMs", ttl)?);
         }
-        self.store
-            .create_session(new)
+        self.run(|store| async move { store.create_session(new).await })
             .await
             .map(SessionInfo::from)
-            .map_err(err)
     }
 
     /// A live session, or `null`.
     #[napi]
     pub async fn get_session(&self, id: String) -> Result<Option<SessionInfo>> {
         Ok(self
-            .store
-            .get_session(&id)
-            .await
-            .map_err(err)?
+            .run(|store| async move { store.get_session(&id).await })
+            .await?
             .map(SessionInfo::from))
     }
 
@@ -86,27 +106,24 @@ impl NativeStore {
         #[napi(ts_arg_type = "Record<string, unknown>")] patch: JsonIn,
     ) -> Result<SessionInfo> {
         let patch = types::metadata(Some(patch), "patch")?;
-        self.store
-            .update_session(&id, patch)
+        self.run(|store| async move { store.update_session(&id, patch).await })
             .await
             .map(SessionInfo::from)
-            .map_err(err)
     }
 
     /// Renew the TTL.
     #[napi]
     pub async fn touch_session(&self, id: String) -> Result<SessionInfo> {
-        self.store
-            .touch_session(&id)
+        self.run(|store| async move { store.touch_session(&id).await })
             .await
             .map(SessionInfo::from)
-            .map_err(err)
     }
 
     /// Delete a session with its state and events; true if it was live.
     #[napi]
     pub async fn delete_session(&self, id: String) -> Result<bool> {
-        self.store.delete_session(&id).await.map_err(err)
+        self.run(|store| async move { store.delete_session(&id).await })
+            .await
     }
 
     /// Live sessions in id order, after `after`.
@@ -118,10 +135,8 @@ impl NativeStore {
     ) -> Result<SessionPage> {
         let limit = types::limit(limit)?;
         let page = self
-            .store
-            .list_sessions(after.as_deref(), limit)
-            .await
-            .map_err(err)?;
+            .run(|store| async move { store.list_sessions(after.as_deref(), limit).await })
+            .await?;
         Ok(SessionPage {
             items: page.items.into_iter().map(SessionInfo::from).collect(),
             next: page.next,
@@ -131,21 +146,17 @@ impl NativeStore {
     /// How many sessions are live.
     #[napi]
     pub async fn count_sessions(&self) -> Result<i64> {
-        self.store
-            .count_sessions()
+        self.run(|store| async move { store.count_sessions().await })
             .await
             .map(|n| n as i64)
-            .map_err(err)
     }
 
     /// One state entry, or `null`.
     #[napi]
     pub async fn get_state(&self, id: String, key: String) -> Result<Option<StateEntryInfo>> {
         Ok(self
-            .store
-            .get_state(&id, &key)
-            .await
-            .map_err(err)?
+            .run(|store| async move { store.get_state(&id, &key).await })
+            .await?
             .map(StateEntryInfo::from))
     }
 
@@ -157,11 +168,9 @@ impl NativeStore {
         key: String,
         #[napi(ts_arg_type = "unknown")] value: JsonIn,
     ) -> Result<i64> {
-        self.store
-            .set_state(&id, &key, value.0)
+        self.run(|store| async move { store.set_state(&id, &key, value.0).await })
             .await
             .map(|v| v as i64)
-            .map_err(err)
     }
 
     /// Compare-and-set: only if the key is at `expected` (`null`: absent).
@@ -174,33 +183,35 @@ impl NativeStore {
         expected: Option<f64>,
     ) -> Result<i64> {
         let expected = expected.map(|v| count("expectedVersion", v)).transpose()?;
-        self.store
-            .set_state_if_version(&id, &key, value.0, expected)
-            .await
-            .map(|v| v as i64)
-            .map_err(err)
+        self.run(|store| async move {
+            store
+                .set_state_if_version(&id, &key, value.0, expected)
+                .await
+        })
+        .await
+        .map(|v| v as i64)
     }
 
     /// Delete a key; true if it existed.
     #[napi]
     pub async fn delete_state(&self, id: String, key: String) -> Result<bool> {
-        self.store.delete_state(&id, &key).await.map_err(err)
+        self.run(|store| async move { store.delete_state(&id, &key).await })
+            .await
     }
 
     /// Every key, sorted.
     #[napi]
     pub async fn state_keys(&self, id: String) -> Result<Vec<String>> {
-        self.store.state_keys(&id).await.map_err(err)
+        self.run(|store| async move { store.state_keys(&id).await })
+            .await
     }
 
     /// Every entry, sorted by key.
     #[napi]
     pub async fn state_all(&self, id: String) -> Result<Vec<StateEntryInfo>> {
         Ok(self
-            .store
-            .state_all(&id)
-            .await
-            .map_err(err)?
+            .run(|store| async move { store.state_all(&id).await })
+            .await?
             .into_iter()
             .map(StateEntryInfo::from)
             .collect())
@@ -228,11 +239,9 @@ impl NativeStore {
             let r = u32::try_from(r).map_err(|_| invalid("retryMs is over 2^32-1"))?;
             event = event.with_retry_ms(r);
         }
-        self.store
-            .append_event(&id, event)
+        self.run(|store| async move { store.append_event(&id, event).await })
             .await
             .map(EventInfo::from)
-            .map_err(err)
     }
 
     /// Events of the cursor's stream after (`streamId`, `seq`).
@@ -246,11 +255,9 @@ impl NativeStore {
     ) -> Result<EventPage> {
         let cursor = EventId::new(stream_id, types::seq(seq)?);
         let limit = types::limit(limit)?;
-        self.store
-            .events_after(&id, &cursor, limit)
+        self.run(|store| async move { store.events_after(&id, &cursor, limit).await })
             .await
             .map(EventPage::from)
-            .map_err(err)
     }
 
     /// Events after a wire id (`Last-Event-ID`) of this session.
@@ -262,11 +269,9 @@ impl NativeStore {
         limit: Option<f64>,
     ) -> Result<EventPage> {
         let limit = types::limit(limit)?;
-        self.store
-            .replay(&id, &last_event_id, limit)
+        self.run(|store| async move { store.replay(&id, &last_event_id, limit).await })
             .await
             .map(EventPage::from)
-            .map_err(err)
     }
 
     /// Follow a stream: the events after (`streamId`, `seq`), then new ones.
@@ -278,27 +283,28 @@ impl NativeStore {
         seq: f64,
     ) -> Result<NativeSubscription> {
         let cursor = EventId::new(stream_id, types::seq(seq)?);
-        let sub = self.store.subscribe(&id, cursor).await.map_err(err)?;
+        let sub = self
+            .run(|store| async move { store.subscribe(&id, cursor).await })
+            .await?;
         Ok(NativeSubscription::new(sub))
     }
 
     /// Delete expired sessions; returns what was removed.
     #[napi]
     pub async fn cleanup_expired(&self) -> Result<CleanupInfo> {
-        self.store
-            .cleanup_expired()
+        self.run(|store| async move { store.cleanup_expired().await })
             .await
             .map(CleanupInfo::from)
-            .map_err(err)
     }
 
     /// Run `cleanupExpired` every `intervalMs` until the sweeper is stopped.
     #[napi]
     pub async fn start_sweeper(&self, interval_ms: f64) -> Result<NativeSweeper> {
+        let interval = duration_ms("intervalMs", interval_ms)?;
+        // Started on the bridge's runtime: the sweeper's task lives there.
         let sweeper = self
-            .store
-            .spawn_sweeper(duration_ms("intervalMs", interval_ms)?)
-            .map_err(err)?;
+            .run(|store| async move { store.spawn_sweeper(interval) })
+            .await?;
         Ok(NativeSweeper::new(sweeper))
     }
 }

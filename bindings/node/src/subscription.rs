@@ -1,13 +1,14 @@
 //! The handles a store call leaves running: a live subscription
-//! (`NativeSubscription`, replay then new events) and a background expiry
-//! sweeper (`NativeSweeper`).
+//! (`NativeSubscription`, replay then new events, read on the bridge's
+//! runtime) and a background expiry sweeper (`NativeSweeper`, whose task
+//! runs there).
 
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::err;
+use crate::run;
 use crate::types::{EventInfo, SweeperStatsInfo};
 
 /// A live subscription to one stream.
@@ -32,34 +33,10 @@ impl NativeSubscription {
     /// The next event (replayed or new); `null` once closed or ended.
     #[napi]
     pub async fn next(&self) -> Result<Option<EventInfo>> {
-        let mut closed = self.closed.subscribe();
-        if *closed.borrow_and_update() {
-            return Ok(None);
-        }
-        let mut guard = tokio::select! {
-            g = self.inner.lock() => g,
-            _ = closed.changed() => return Ok(None),
-        };
-        let Some(sub) = guard.as_mut() else {
-            return Ok(None);
-        };
-        tokio::select! {
-            event = sub.next() => match event {
-                Some(Ok(event)) => Ok(Some(EventInfo::from(event))),
-                Some(Err(e)) => {
-                    *guard = None;
-                    Err(err(e))
-                }
-                None => {
-                    *guard = None;
-                    Ok(None)
-                }
-            },
-            _ = closed.changed() => {
-                *guard = None;
-                Ok(None)
-            }
-        }
+        let inner = Arc::clone(&self.inner);
+        let closed = self.closed.subscribe();
+        let event = run(next_event(inner, closed)).await?;
+        Ok(event.map(EventInfo::from))
     }
 
     /// Stop the subscription; a pending `next` resolves to `null`.
@@ -68,6 +45,41 @@ impl NativeSubscription {
         self.closed.send_replace(true);
         if let Ok(mut guard) = self.inner.try_lock() {
             *guard = None;
+        }
+    }
+}
+
+/// The next event of `inner`, polled on the bridge's runtime; `None` once
+/// `closed` is set or the subscription ended (an error ends it too).
+async fn next_event(
+    inner: Arc<tokio::sync::Mutex<Option<mss_core::Subscription>>>,
+    mut closed: tokio::sync::watch::Receiver<bool>,
+) -> mss_core::Result<Option<mss_core::Event>> {
+    if *closed.borrow_and_update() {
+        return Ok(None);
+    }
+    let mut guard = tokio::select! {
+        g = inner.lock() => g,
+        _ = closed.changed() => return Ok(None),
+    };
+    let Some(sub) = guard.as_mut() else {
+        return Ok(None);
+    };
+    tokio::select! {
+        event = sub.next() => match event {
+            Some(Ok(event)) => Ok(Some(event)),
+            Some(Err(e)) => {
+                *guard = None;
+                Err(e)
+            }
+            None => {
+                *guard = None;
+                Ok(None)
+            }
+        },
+        _ = closed.changed() => {
+            *guard = None;
+            Ok(None)
         }
     }
 }

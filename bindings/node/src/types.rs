@@ -1,17 +1,17 @@
 //! The objects that cross the JS boundary: the plain result objects
 //! (`SessionInfo`, `EventInfo`, pages, stats) built from the core's types,
-//! the `openStore` options, and the checks that turn JS numbers into counts,
-//! sizes and durations.
+//! and the checks that turn JS numbers into counts, page sizes and
+//! durations (with the bridge's rules and limits).
 
 use std::time::Duration;
 
-use mss_core::{CleanupStats, Event, Page, Session, StateEntry, StoreOptions};
+use mss_core::{CleanupStats, Event, Page, Session, StateEntry};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::{Map, Value};
 
-use crate::invalid;
 use crate::json::{JsonIn, JsonOut};
+use crate::{err, invalid};
 
 // ---- results ------------------------------------------------------------
 
@@ -186,56 +186,12 @@ pub struct SweeperStatsInfo {
     pub running: bool,
 }
 
-// ---- options ------------------------------------------------------------
-
-/// Options for `openStore`; URL query parameters win over them.
-#[napi(object)]
-pub struct OpenOptions {
-    /// Sliding session TTL in milliseconds.
-    pub ttl_ms: Option<f64>,
-    /// Events kept per session.
-    pub max_events_per_session: Option<f64>,
-    /// Largest JSON payload in bytes.
-    pub max_payload_bytes: Option<f64>,
-    /// Most live sessions.
-    pub max_sessions: Option<f64>,
-    /// Subscription poll interval in milliseconds.
-    pub poll_interval_ms: Option<f64>,
-}
-
-pub(crate) fn store_options(o: Option<OpenOptions>) -> Result<StoreOptions> {
-    let mut opts = StoreOptions::default();
-    let Some(o) = o else { return Ok(opts) };
-    if let Some(v) = o.ttl_ms {
-        opts = opts.with_ttl(duration_ms("ttlMs", v)?);
-    }
-    if let Some(v) = o.max_events_per_session {
-        opts = opts.with_max_events_per_session(count("maxEventsPerSession", v)?);
-    }
-    if let Some(v) = o.max_payload_bytes {
-        let n = count("maxPayloadBytes", v)?;
-        opts = opts.with_max_payload_bytes(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(v) = o.max_sessions {
-        opts = opts.with_max_sessions(Some(count("maxSessions", v)?));
-    }
-    if let Some(v) = o.poll_interval_ms {
-        opts = opts.with_poll_interval(duration_ms("pollIntervalMs", v)?);
-    }
-    Ok(opts)
-}
-
 // ---- numbers from JS ----------------------------------------------------
 
-/// A non-negative integer count or size from JS.
+/// A non-negative integer count or size from JS (a double: integral,
+/// finite, at most 2^53 - 1).
 pub(crate) fn count(name: &str, n: f64) -> Result<u64> {
-    if n.is_finite() && n >= 0.0 && n.trunc() == n && n <= 9_007_199_254_740_991.0 {
-        Ok(n as u64)
-    } else {
-        Err(invalid(format!(
-            "{name} must be a non-negative integer, got {n}"
-        )))
-    }
+    mss_bridge::options::whole_number(name, n).map_err(err)
 }
 
 pub(crate) fn duration_ms(name: &str, ms: f64) -> Result<Duration> {
@@ -250,12 +206,11 @@ pub(crate) fn metadata(value: Option<JsonIn>, what: &str) -> Result<Map<String, 
     }
 }
 
-/// A page size; absent: the core's default page limit (100).
+/// A page size: absent, the core's default page limit (100); else checked
+/// to be 1-10 000.
 pub(crate) fn limit(n: Option<f64>) -> Result<usize> {
-    match n {
-        None => Ok(mss_core::validate::DEFAULT_PAGE_LIMIT),
-        Some(n) => Ok(usize::try_from(count("limit", n)?).unwrap_or(usize::MAX)),
-    }
+    let n = n.map(|n| count("limit", n)).transpose()?;
+    mss_bridge::limits::page_limit(n).map_err(err)
 }
 
 pub(crate) fn seq(n: f64) -> Result<u64> {

@@ -55,6 +55,15 @@ pub(crate) fn usize_arg(term: Term, what: &str) -> Result<usize, Error> {
     usize::try_from(n).map_err(|_| invalid(format!("{what} is too large")))
 }
 
+/// A page size: `:default` (the caller gave none) for the core's default
+/// page limit (100), else an integer checked to be 1-10 000.
+pub(crate) fn limit_arg(term: Term) -> Result<usize, Error> {
+    if atom_name(term).as_deref() == Some("default") {
+        return mss_bridge::limits::page_limit(None);
+    }
+    mss_bridge::limits::page_limit(Some(u64_arg(term, "limit")?))
+}
+
 /// A duration: milliseconds as an integer, or a string with a unit
 /// (`"500ms"`, `"30s"`, `"30m"`, `"2h"`, `"7d"`).
 pub(crate) fn duration_arg(term: Term, what: &str) -> Result<Duration, Error> {

@@ -1,8 +1,9 @@
 //! The NIF behind the Elixir module `McpSessionStore`.
 //!
 //! Every function that does I/O runs on a dirty I/O scheduler, hands its
-//! work to a task on one shared tokio runtime and waits for the result (the
-//! future never runs on the scheduler's small stack); the store handle is a
+//! work to a task on the bridge's runtime (`mss_bridge::runtime`, worker
+//! threads with 8 MiB stacks) and waits for the result (the future never
+//! runs on the scheduler's small stack); the store handle is a
 //! `ResourceArc`. Arguments arrive as raw terms and are decoded here, so bad
 //! input of any type becomes `{:error, {:invalid_input, message}}` instead of
 //! a `badarg`. Results are `{:ok, value}` or `{:error, {kind, message}}` with
@@ -11,8 +12,10 @@
 //! - [`store`]: the store handle, sessions, state and events;
 //! - [`subscription`]: live subscriptions that send events to a process;
 //! - [`sweeper`]: expiry and the background sweeper;
-//! - [`runtime`]: the runtime the calls run on and the blocking hand-off;
+//! - [`runtime`]: the blocking hand-off to the bridge's runtime;
 //! - [`args`] and [`encode`]: terms in, terms out; [`json`]: JSON values.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod encode;
@@ -22,7 +25,7 @@ mod store;
 mod subscription;
 mod sweeper;
 
-use mss_core::{ErrorKind, EventId};
+use mss_core::EventId;
 use rustler::{Atom, Encoder, Env, Term};
 
 use crate::args::{string_arg, u64_arg};
@@ -72,7 +75,7 @@ fn core_version<'a>(env: Env<'a>) -> Term<'a> {
 
 #[rustler::nif]
 fn error_kinds<'a>(env: Env<'a>) -> Term<'a> {
-    let kinds: Vec<Term<'a>> = ErrorKind::ALL
+    let kinds: Vec<Term<'a>> = mss_bridge::errors::kinds()
         .iter()
         .map(|k| {
             Atom::from_str(env, k.code()).map_or_else(|_| k.code().encode(env), |a| a.encode(env))

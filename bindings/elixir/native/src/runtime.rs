@@ -1,10 +1,12 @@
-//! The tokio runtime every store call runs on, and `block_on`, which hands
-//! a call from a dirty scheduler thread to it and waits; the test hooks that
-//! check both (a panic becomes `Internal`, deep stacks fit).
+//! How a NIF runs a store call: [`block_on`] hands it from the dirty
+//! scheduler thread to the bridge's runtime (`mss_bridge::runtime`, worker
+//! threads with 8 MiB stacks) and waits; the test hooks that check it (a
+//! panic becomes `Internal`, deep stacks fit, every call is on a dirty
+//! scheduler).
 
 use std::future::Future;
-use std::sync::OnceLock;
 
+use mss_bridge::runtime::WORKER_STACK_BYTES;
 use mss_core::{Error, ErrorKind};
 use rustler::{Atom, Encoder, Env, Term};
 
@@ -13,43 +15,16 @@ use crate::encode::reply;
 use crate::json::invalid;
 use crate::ok;
 
-/// Stack size of the runtime's worker threads. Every store future is polled
-/// there, never on a BEAM scheduler's thread: the AWS SDK's futures (the
-/// DynamoDB backend) need far more stack than a dirty scheduler thread has
-/// (a few hundred KiB), and overflowing it kills the whole VM.
-const WORKER_STACK_BYTES: usize = 8 << 20;
+pub(crate) use mss_bridge::runtime::spawn;
 
-pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            // Every store call is polled here, not on the scheduler thread
-            // that waits for it: one worker per core, at least two.
-            let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .thread_name("mcp-session-store")
-                .thread_stack_size(WORKER_STACK_BYTES)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("cannot start the tokio runtime: {e}"),
-            )
-        })
-}
-
-/// Run the future that `make` builds as a task on the shared runtime and
-/// block the calling dirty scheduler thread until it is done.
+/// Run the future that `make` builds on the bridge's runtime and block the
+/// calling dirty scheduler thread until it is done.
 ///
 /// The future is built and polled on a runtime worker thread (its stack is
 /// [`WORKER_STACK_BYTES`]), so neither its size nor the depth of its poll
 /// reaches the scheduler's stack; the arguments are owned data moved into
-/// `make`. A panic in the future comes back as an `Internal` error.
+/// `make`. A panic in the future comes back as an `Internal` error ("the
+/// store call panicked: …").
 ///
 /// Refuses to run on a normal BEAM scheduler: every I/O NIF is declared
 /// `DirtyIo`, and this check keeps it that way (the test suite exercises it
@@ -68,51 +43,7 @@ where
             "a blocking store call reached a normal BEAM scheduler",
         ));
     }
-    let (done, result) = std::sync::mpsc::sync_channel(1);
-    runtime()?.spawn(async move {
-        // Built here, on the worker, and boxed: the task itself stays a few
-        // words large whatever the size of the store's future.
-        let outcome = CatchUnwind(Box::pin(async move { make().await })).await;
-        // The caller waits for this; it cannot have gone away.
-        let _ = done.send(outcome);
-    });
-    match result.recv() {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(payload)) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_owned());
-            Err(Error::new(
-                ErrorKind::Internal,
-                format!("the store call panicked: {message}"),
-            ))
-        }
-        Err(_) => Err(Error::new(
-            ErrorKind::Internal,
-            "the store call was dropped before it finished (runtime shutting down)",
-        )),
-    }
-}
-
-/// A future that turns a panic while polling `F` into `Err(payload)`.
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
-            Err(payload) => std::task::Poll::Ready(Err(payload)),
-        }
-    }
+    mss_bridge::runtime::call_blocking_with(make)
 }
 
 /// The type of the scheduler thread an I/O call would run on: `:dirty_io`

@@ -1,19 +1,21 @@
 //! The store handle and its calls: open and close, sessions, state and
 //! events. Every call that does I/O is a `DirtyIo` NIF that runs the store's
-//! future on the runtime (`block_on`).
+//! future on the bridge's runtime (`block_on`); open options go through the
+//! bridge's one options parser, page sizes through its limits.
 
-use mss_core::{Error, NewEvent, NewSession, Store, StoreOptions};
+use mss_bridge::options::{DurationUnit, OpenOptions};
+use mss_core::{Error, NewEvent, NewSession, Store};
 use rustler::{Encoder, Env, Resource, ResourceArc, Term};
 use serde_json::Value;
 
 use crate::args::{
-    cursor_arg, duration_arg, is_nil, opt_string_arg, options_arg, store_arg, string_arg, u64_arg,
-    unknown_option, usize_arg,
+    cursor_arg, duration_arg, is_nil, limit_arg, opt_string_arg, options_arg, store_arg,
+    string_arg, u64_arg, unknown_option,
 };
 use crate::encode::{entry_term, event_term, page_term, reply, session_term};
 use crate::json::{self, atom_name, invalid};
 use crate::ok;
-use crate::runtime::{block_on, runtime};
+use crate::runtime::{block_on, spawn};
 
 /// An open store.
 pub struct StoreResource {
@@ -28,8 +30,9 @@ impl Drop for StoreResource {
         // The BEAM garbage collector drops resources on a scheduler thread:
         // hand the last reference to the runtime, where backends may spawn
         // their shutdown work.
-        if let (Some(store), Ok(rt)) = (self.store.take(), runtime()) {
-            rt.spawn(async move { drop(store) });
+        if let Some(store) = self.store.take() {
+            // Fails only if the runtime cannot start: then drop it here.
+            let _ = spawn(async move { drop(store) });
         }
     }
 }
@@ -40,32 +43,17 @@ impl Drop for StoreResource {
 fn open<'a>(env: Env<'a>, url: Term<'a>, opts: Term<'a>) -> Term<'a> {
     let result = (|| {
         let url = string_arg(url, "store URL")?;
-        let mut options = StoreOptions::default();
-        for (name, value) in options_arg(opts, "open")? {
-            options = match name.as_str() {
-                "ttl" => options.with_ttl(duration_arg(value, "option ttl")?),
-                "max_events_per_session" => options
-                    .with_max_events_per_session(u64_arg(value, "option max_events_per_session")?),
-                "max_payload_bytes" => {
-                    options.with_max_payload_bytes(usize_arg(value, "option max_payload_bytes")?)
-                }
-                "max_sessions" => options.with_max_sessions(if is_nil(value) {
-                    None
-                } else {
-                    Some(u64_arg(value, "option max_sessions")?)
-                }),
-                "poll_interval" => {
-                    options.with_poll_interval(duration_arg(value, "option poll_interval")?)
-                }
-                other => {
-                    return Err(unknown_option(
-                        "open",
-                        other,
-                        "ttl, max_events_per_session, max_payload_bytes, max_sessions, poll_interval",
-                    ));
-                }
-            };
-        }
+        // A keyword list or a map with atom keys: (name, JSON value) pairs
+        // for the bridge's one options parser (bare durations in ms).
+        let pairs = options_arg(opts, "open")?
+            .into_iter()
+            .map(|(name, value)| {
+                let value = json::term_to_value(value, &format!("option {name}"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let options =
+            OpenOptions::from_pairs(pairs, DurationUnit::Milliseconds)?.to_store_options();
         let store = block_on(move || async move { Store::open_with(&url, options).await })??;
         Ok(ResourceArc::new(StoreResource { store: Some(store) }).encode(env))
     })();
@@ -169,7 +157,7 @@ fn list_sessions<'a>(env: Env<'a>, store: Term<'a>, after: Term<'a>, limit: Term
     let result = (|| {
         let store = store_arg(store)?;
         let after = opt_string_arg(after, "after")?;
-        let limit = usize_arg(limit, "limit")?;
+        let limit = limit_arg(limit)?;
         let page =
             block_on(move || async move { store.list_sessions(after.as_deref(), limit).await })??;
         Ok(page_term(env, &page, session_term))
@@ -337,7 +325,7 @@ fn events_after<'a>(
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
         let cursor = cursor_arg(cursor)?;
-        let limit = usize_arg(limit, "limit")?;
+        let limit = limit_arg(limit)?;
         let page = block_on(move || async move { store.events_after(&id, &cursor, limit).await })??;
         Ok(page_term(env, &page, event_term))
     })();
@@ -356,7 +344,7 @@ fn replay<'a>(
         let store = store_arg(store)?;
         let id = string_arg(id, "session id")?;
         let wire = string_arg(last_event_id, "last event id")?;
-        let limit = usize_arg(limit, "limit")?;
+        let limit = limit_arg(limit)?;
         let page = block_on(move || async move { store.replay(&id, &wire, limit).await })??;
         Ok(page_term(env, &page, event_term))
     })();

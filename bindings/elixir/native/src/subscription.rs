@@ -9,7 +9,7 @@ use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, 
 use crate::args::{cursor_arg, store_arg, string_arg};
 use crate::encode::{error_term, event_term, reply};
 use crate::json::{describe, invalid};
-use crate::runtime::{block_on, runtime};
+use crate::runtime::{block_on, spawn};
 
 /// A live subscription: a task on the runtime forwards events to a process.
 /// It stops on `unsubscribe`, when the subscriber process exits (monitor),
@@ -70,7 +70,7 @@ fn subscribe<'a>(
         if resource.monitor(Some(env), &pid).is_none() {
             return Err(invalid("the subscriber process is not alive"));
         }
-        runtime()?.spawn(forward(
+        spawn(forward(
             subscription,
             pid,
             (tag_env, tag),
@@ -78,7 +78,7 @@ fn subscribe<'a>(
             resource.clone(),
             // Counted from here, not from the task's first poll.
             ActiveGuard::new(),
-        ));
+        ))?;
         Ok(resource.encode(env))
     })();
     reply(env, result)

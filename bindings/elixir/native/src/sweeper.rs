@@ -3,13 +3,14 @@
 
 use std::sync::Mutex;
 
+use mss_bridge::runtime::runtime;
 use mss_core::{Error, ErrorKind, Sweeper};
 use rustler::{Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::args::{duration_arg, store_arg};
 use crate::encode::{cleanup_term, keys, make_struct, reply};
 use crate::json::{describe, invalid};
-use crate::runtime::{block_on, runtime};
+use crate::runtime::block_on;
 
 /// A running background expiry sweeper; it stops when stopped explicitly or
 /// when the handle is garbage collected.
