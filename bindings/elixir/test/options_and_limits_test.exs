@@ -21,7 +21,9 @@ defmodule McpSessionStore.OptionsAndLimitsTest do
     # The URL's query parameters win.
     assert S.create_session!(S.open!("memory://?ttl=1m", ttl: "2h")).ttl_ms == 60_000
 
-    capped = S.open!("memory://", max_sessions: 1, poll_interval: "20ms", max_events_per_session: 2)
+    capped =
+      S.open!("memory://", max_sessions: 1, poll_interval: "20ms", max_events_per_session: 2)
+
     S.create_session!(capped)
     assert {:error, {:limit_exceeded, _}} = S.create_session(capped)
     assert {:ok, _} = S.open("memory://", max_sessions: nil, max_payload_bytes: 4096)
@@ -54,7 +56,9 @@ defmodule McpSessionStore.OptionsAndLimitsTest do
     rest = S.replay!(store, session.id, page.next)
     assert Enum.map(rest.items, & &1.data) == Enum.to_list(101..150)
     assert rest.next == nil
-    assert length(S.events_after!(store, session.id, EventId.start("st"), limit: 10_000).items) == 150
+
+    assert length(S.events_after!(store, session.id, EventId.start("st"), limit: 10_000).items) ==
+             150
 
     for _ <- 1..101, do: S.create_session!(store)
     assert length(S.list_sessions!(store).items) == 100
