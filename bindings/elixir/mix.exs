@@ -1,7 +1,16 @@
 defmodule McpSessionStore.MixProject do
   use Mix.Project
 
-  @version "0.1.0"
+  # One version for the Rust crates and every binding: the workspace's
+  # ([workspace.package] in ../../Cargo.toml).
+  @cargo_toml Path.expand("../../Cargo.toml", __DIR__)
+  @version (case Regex.run(
+                   ~r/^\[workspace\.package\][^\[]*?^version\s*=\s*"([^"]+)"/ms,
+                   File.read!(@cargo_toml)
+                 ) do
+              [_, version] -> version
+              nil -> raise "no [workspace.package] version in #{@cargo_toml}"
+            end)
   @nif_crate "mcp-session-store-nif"
   @nif_lib "libmcp_session_store_nif.so"
 

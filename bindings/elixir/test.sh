@@ -56,14 +56,19 @@ step "warnings (:test, behaviour checked)" env MIX_ENV=test mix compile --force 
 # The compile-time check must be live: a copy whose adapter misnames a
 # callback has to fail to compile in :test.
 behaviour_check() {
-  local scratch
+  local scratch proj
   scratch="$(mktemp -d)"
-  cp -r lib test mix.exs .formatter.exs "$scratch"/
-  mkdir -p "$scratch/priv" && cp -r priv/native "$scratch/priv/"
+  # The same layout as the repository: mix.exs reads the version from
+  # ../../Cargo.toml.
+  proj="$scratch/bindings/elixir"
+  mkdir -p "$proj/priv"
+  cp "$root/Cargo.toml" "$scratch/"
+  cp -r lib test mix.exs .formatter.exs "$proj"/
+  cp -r priv/native "$proj/priv/"
   sed -i 's/  def cleanup(ttl_ms) when is_integer/  def cleanup_renamed(ttl_ms) when is_integer/' \
-    "$scratch/lib/mcp_session_store/conduit_store.ex"
+    "$proj/lib/mcp_session_store/conduit_store.ex"
   local status=0
-  if (cd "$scratch" && MSS_SKIP_NIF_BUILD=1 MIX_ENV=test mix compile --warnings-as-errors >"$scratch/out.txt" 2>&1); then
+  if (cd "$proj" && MSS_SKIP_NIF_BUILD=1 MIX_ENV=test mix compile --warnings-as-errors >"$scratch/out.txt" 2>&1); then
     echo "a misnamed ConduitMcp.Session.Store callback compiled without error"
     status=1
   elif ! grep -q "ConduitMcp.Session.Store" "$scratch/out.txt"; then

@@ -84,6 +84,20 @@ export interface CleanupInfo {
 /** The core library's version. */
 export declare function coreVersion(): string
 
+/** One error kind: the stable code and the class the package gives it. */
+export interface ErrorKindInfo {
+  /** The stable code, e.g. `"not_found"` (the error's `.code`). */
+  code: string
+  /** The class name, e.g. `"NotFoundError"`. */
+  className: string
+}
+
+/**
+ * Every error kind of the core, in its order (`ErrorKind::ALL`, through
+ * the bridge's table): the package builds one error class per entry.
+ */
+export declare function errorKinds(): Array<ErrorKindInfo>
+
 /** A stored event. */
 export interface EventInfo {
   /**
@@ -137,22 +151,12 @@ export declare function formatEventId(sessionId: string, streamId: string, seq: 
  */
 export declare function newSessionId(): string
 
-/** Options for `openStore`; URL query parameters win over them. */
-export interface OpenOptions {
-  /** Sliding session TTL in milliseconds. */
-  ttlMs?: number
-  /** Events kept per session. */
-  maxEventsPerSession?: number
-  /** Largest JSON payload in bytes. */
-  maxPayloadBytes?: number
-  /** Most live sessions. */
-  maxSessions?: number
-  /** Subscription poll interval in milliseconds. */
-  pollIntervalMs?: number
-}
-
-/** Open the store at `url` (`memory://`, `sqlite://PATH`, …). */
-export declare function openStore(url: string, options?: OpenOptions | undefined | null): Promise<NativeStore>
+/**
+ * Open the store at `url` (`memory://`, `sqlite://PATH`, …) with `options`
+ * (`ttlMs`/`ttl`, `maxEventsPerSession`, `maxPayloadBytes`, `maxSessions`,
+ * `pollIntervalMs`; durations in milliseconds or strings such as `"30m"`).
+ */
+export declare function openStore(url: string, options?: Record<string, unknown> | undefined | null): Promise<NativeStore>
 
 /**
  * Parse a wire id that `sessionId` handed out; a foreign, altered or

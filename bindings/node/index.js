@@ -839,6 +839,7 @@ module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.NativeSubscription = nativeBinding.NativeSubscription
 module.exports.NativeSweeper = nativeBinding.NativeSweeper
 module.exports.coreVersion = nativeBinding.coreVersion
+module.exports.errorKinds = nativeBinding.errorKinds
 module.exports.formatEventId = nativeBinding.formatEventId
 module.exports.newSessionId = nativeBinding.newSessionId
 module.exports.openStore = nativeBinding.openStore

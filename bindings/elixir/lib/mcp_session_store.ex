@@ -68,7 +68,8 @@ defmodule McpSessionStore do
   @typedoc "A cursor for `events_after/4`."
   @type cursor :: McpSessionStore.EventId.t() | {String.t(), non_neg_integer()}
 
-  @default_limit 100
+  # No `limit` given: the NIF takes the core's default page limit (100).
+  @default_limit :default
   @update_attempts 1000
 
   @doc "Every error kind, in the order of the core's stable numbers."

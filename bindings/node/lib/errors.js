@@ -1,18 +1,19 @@
 'use strict'
 
-/** Every stable error code of the store, with the class that carries it. */
-const CODES = {
-  not_found: 'NotFoundError',
-  already_exists: 'AlreadyExistsError',
-  conflict: 'ConflictError',
-  invalid_input: 'InvalidInputError',
-  limit_exceeded: 'LimitExceededError',
-  cursor_expired: 'CursorExpiredError',
-  unavailable: 'UnavailableError',
-  timeout: 'TimeoutError',
-  backend: 'BackendError',
-  internal: 'InternalError',
-}
+/**
+ * The package's error classes: one `SessionStoreError` subclass per error
+ * kind of the core, built from the native module's `errorKinds()` (the
+ * core's list, with each kind's code and class name), and the translation
+ * of native errors into them.
+ */
+
+const native = require('../index.js')
+
+/** Every error kind of the core, in its order: `{ code, className }`. */
+const KINDS = Object.freeze(native.errorKinds().map((k) => Object.freeze(k)))
+
+/** Every stable error code of the store, in the core's order. */
+const CODES = Object.freeze(KINDS.map((k) => k.code))
 
 /** Base class of every error the store reports; `.code` is the stable code. */
 class SessionStoreError extends Error {
@@ -26,8 +27,11 @@ class SessionStoreError extends Error {
   }
 }
 
+/** Code → class. */
 const classes = {}
-for (const [code, name] of Object.entries(CODES)) {
+/** Class name → class, e.g. `NotFoundError`. */
+const byName = {}
+for (const { code, className: name } of KINDS) {
   // One named subclass per code, e.g. `class NotFoundError extends SessionStoreError`.
   const cls = {
     [name]: class extends SessionStoreError {
@@ -37,9 +41,10 @@ for (const [code, name] of Object.entries(CODES)) {
     },
   }[name]
   classes[code] = cls
+  byName[name] = cls
 }
 
-const PREFIX = new RegExp(`^(${Object.keys(CODES).join('|')}): ([\\s\\S]*)$`)
+const PREFIX = new RegExp(`^(${CODES.join('|')}): ([\\s\\S]*)$`)
 
 /**
  * Turn an error thrown by the native layer into the package's error classes:
@@ -84,17 +89,9 @@ function callSync(fn) {
 
 module.exports = {
   SessionStoreError,
-  NotFoundError: classes.not_found,
-  AlreadyExistsError: classes.already_exists,
-  ConflictError: classes.conflict,
-  InvalidInputError: classes.invalid_input,
-  LimitExceededError: classes.limit_exceeded,
-  CursorExpiredError: classes.cursor_expired,
-  UnavailableError: classes.unavailable,
-  TimeoutError: classes.timeout,
-  BackendError: classes.backend,
-  InternalError: classes.internal,
-  ERROR_CODES: Object.freeze(Object.keys(CODES)),
+  /** One class per code, by class name (`NotFoundError`, …). */
+  errorClasses: Object.freeze(byName),
+  ERROR_CODES: CODES,
   errorClassFor: (code) => classes[code],
   fromNative,
   call,

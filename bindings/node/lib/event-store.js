@@ -1,5 +1,7 @@
 'use strict'
 
+const { parseEventId } = require('./event-id.js')
+
 /**
  * The `EventStore` of `@modelcontextprotocol/sdk`, scoped to one session.
  *
@@ -70,14 +72,14 @@ class SessionEventStore {
     if (!pos) throw new Error('unknown or foreign event id')
     const streamId = pos.streamId
     let seq = pos.seq
-    const pageSize = 1000
     for (;;) {
-      const page = await this.store.eventsAfter(this.sessionId, { streamId, seq }, { limit: pageSize })
+      // Pages of the store's default size; `next` is set while more follow.
+      const page = await this.store.eventsAfter(this.sessionId, { streamId, seq })
       for (const event of page.items) {
         seq = event.seq
         if (!event.priming) await send(event.id, event.data)
       }
-      if (page.items.length === pageSize) continue
+      if (page.next !== undefined && page.next !== null) continue
       const inFlight = this._pending.get(streamId)
       if (!inFlight || inFlight.size === 0) return streamId
       // Appends of this stream still running: let them land, then read again.
@@ -88,7 +90,7 @@ class SessionEventStore {
   _parse(eventId) {
     if (typeof eventId !== 'string') return null
     try {
-      return require('./index.js').parseEventId(eventId, this.sessionId)
+      return parseEventId(eventId, this.sessionId)
     } catch {
       return null
     }

@@ -107,7 +107,9 @@ export class Store {
   updateSession(sessionId: string, patch: Record<string, unknown>): Promise<SessionInfo>
   touchSession(sessionId: string): Promise<SessionInfo>
   deleteSession(sessionId: string): Promise<boolean>
+  /** One page of live sessions (`limit` default: 100). */
   listSessions(options?: { after?: string; limit?: number }): Promise<SessionPage>
+  /** Every live session, read in pages of `pageSize` (default: 100). */
   sessions(options?: { after?: string; pageSize?: number }): AsyncGenerator<SessionInfo, void, undefined>
   countSessions(): Promise<number>
 
@@ -131,8 +133,11 @@ export class Store {
     options?: { eventType?: string; retryMs?: number },
   ): Promise<EventInfo>
   appendPrimingEvent(sessionId: string, streamId: string, options?: { retryMs?: number }): Promise<EventInfo>
+  /** One page of the cursor's stream after it (`limit` default: 100); `next` is set while more follow. */
   eventsAfter(sessionId: string, cursor: Cursor, options?: { limit?: number }): Promise<EventPage>
+  /** `eventsAfter` for a `Last-Event-ID` (`limit` default: 100). */
   replay(sessionId: string, lastEventId: string, options?: { limit?: number }): Promise<EventPage>
+  /** Every event of the cursor's stream after it, read in pages of `pageSize` (default: 100). */
   events(sessionId: string, cursor: Cursor, options?: { pageSize?: number }): AsyncGenerator<EventInfo, void, undefined>
   subscribe(sessionId: string, cursor: Cursor): Promise<Subscription>
 

@@ -1,74 +1,36 @@
 'use strict'
 
+/**
+ * The package entry point: `Store` (argument checks, errors, iterators over
+ * pages) over the native addon, its `Subscription` and `Sweeper`, wire ids,
+ * and the error classes. `event-store.js` and `sdk.js` hold the adapter for
+ * `@modelcontextprotocol/sdk`.
+ */
+
 const native = require('../index.js')
 const errors = require('./errors.js')
-const { call, callSync, ConflictError } = errors
+const { describe, str, optStr, num, optNum, obj, defined } = require('./args.js')
+const { formatEventId, parseEventId, newSessionId, toCursor } = require('./event-id.js')
+const { SessionEventStore } = require('./event-store.js')
+const sdk = require('./sdk.js')
 
-// ---- argument checks (wrong JS types are TypeError) -------------------------
+const { call } = errors
+const { ConflictError } = errors.errorClasses
 
-function str(value, name) {
-  if (typeof value !== 'string') {
-    throw new TypeError(`${name} must be a string, got ${describe(value)}`)
-  }
-  return value
-}
-
-function optStr(value, name) {
-  return value === undefined || value === null ? undefined : str(value, name)
-}
-
-function num(value, name) {
-  if (typeof value !== 'number') {
-    throw new TypeError(`${name} must be a number, got ${describe(value)}`)
-  }
-  return value
-}
-
-function optNum(value, name) {
-  return value === undefined || value === null ? undefined : num(value, name)
-}
-
-function obj(value, name) {
-  if (value === undefined || value === null) return {}
-  if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new TypeError(`${name} must be an object, got ${describe(value)}`)
-  }
-  return value
-}
-
-function defined(value, name) {
-  if (value === undefined) throw new TypeError(`${name} is required (undefined is not a JSON value)`)
-  return value
-}
-
-function describe(value) {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value
-}
-
-function toEventStoreCursor(sessionId, cursor) {
-  // A wire id (string) or a position { streamId, seq }.
-  if (typeof cursor === 'string') {
-    const pos = callSync(() => native.parseEventId(cursor, sessionId))
-    return pos
-  }
-  if (cursor && typeof cursor === 'object' && !Array.isArray(cursor)) {
-    return { streamId: str(cursor.streamId, 'cursor.streamId'), seq: optNum(cursor.seq, 'cursor.seq') ?? 0 }
-  }
-  throw new TypeError(`cursor must be a wire event id (string) or { streamId, seq }, got ${describe(cursor)}`)
-}
-
+/**
+ * The open options, type-checked (a number where a number belongs:
+ * `TypeError`); the native layer parses them with the bridge's one options
+ * parser (names, units, duration strings, unknown names).
+ */
 function openOptions(options) {
   const o = obj(options, 'options')
-  const ttl = o.ttlMs ?? o.ttl
-  return {
-    ttlMs: typeof ttl === 'string' ? undefined : optNum(ttl, 'options.ttlMs'),
-    maxEventsPerSession: optNum(o.maxEventsPerSession, 'options.maxEventsPerSession'),
-    maxPayloadBytes: optNum(o.maxPayloadBytes, 'options.maxPayloadBytes'),
-    maxSessions: optNum(o.maxSessions, 'options.maxSessions'),
-    pollIntervalMs: optNum(o.pollIntervalMs, 'options.pollIntervalMs'),
+  for (const name of ['ttlMs', 'ttl']) {
+    if (typeof o[name] !== 'string') optNum(o[name], `options.${name}`)
   }
+  for (const name of ['maxEventsPerSession', 'maxPayloadBytes', 'maxSessions', 'pollIntervalMs']) {
+    optNum(o[name], `options.${name}`)
+  }
+  return o
 }
 
 // ---- the store --------------------------------------------------------------
@@ -86,16 +48,14 @@ class Store {
     this._native = handle
   }
 
-  /** Open the store at `url` (`memory://`, `sqlite://PATH`, …). */
+  /**
+   * Open the store at `url` (`memory://`, `sqlite://PATH`, …). URL query
+   * parameters win over `options`.
+   */
   static async open(url, options) {
     str(url, 'url')
-    const o = obj(options, 'options')
-    if (typeof (o.ttlMs ?? o.ttl) === 'string') {
-      // A duration string goes through the URL, where the core parses it.
-      const sep = url.includes('?') ? '&' : '?'
-      url = `${url}${sep}ttl=${encodeURIComponent(o.ttlMs ?? o.ttl)}`
-    }
-    const handle = await call(() => native.openStore(url, openOptions(o)))
+    const o = openOptions(options)
+    const handle = await call(() => native.openStore(url, o))
     return new Store(handle)
   }
 
@@ -259,7 +219,7 @@ class Store {
     str(sessionId, 'sessionId')
     const o = obj(options, 'options')
     const limit = optNum(o.limit, 'options.limit')
-    const pos = toEventStoreCursor(sessionId, cursor)
+    const pos = toCursor(sessionId, cursor)
     return call(() => this._native.eventsAfter(sessionId, pos.streamId, pos.seq, limit))
   }
 
@@ -271,16 +231,19 @@ class Store {
     return call(() => this._native.replay(sessionId, lastEventId, optNum(o.limit, 'options.limit')))
   }
 
-  /** Every event of the cursor's stream after it, as an async iterator (paginated). */
+  /**
+   * Every event of the cursor's stream after it, as an async iterator, read
+   * in pages of `pageSize` (default: the store's page limit, 100).
+   */
   async *events(sessionId, cursor, options) {
     str(sessionId, 'sessionId')
     const o = obj(options, 'options')
-    const limit = optNum(o.pageSize, 'options.pageSize') ?? 1000
-    let pos = toEventStoreCursor(sessionId, cursor)
+    const limit = optNum(o.pageSize, 'options.pageSize')
+    let pos = toCursor(sessionId, cursor)
     for (;;) {
       const page = await call(() => this._native.eventsAfter(sessionId, pos.streamId, pos.seq, limit))
       yield* page.items
-      if (page.items.length < limit) return
+      if (page.next === undefined || page.next === null || page.items.length === 0) return
       const last = page.items[page.items.length - 1]
       pos = { streamId: last.streamId, seq: last.seq }
     }
@@ -293,7 +256,7 @@ class Store {
    */
   async subscribe(sessionId, cursor) {
     str(sessionId, 'sessionId')
-    const pos = toEventStoreCursor(sessionId, cursor)
+    const pos = toCursor(sessionId, cursor)
     const handle = await call(() => this._native.subscribe(sessionId, pos.streamId, pos.seq))
     return new Subscription(handle)
   }
@@ -317,12 +280,12 @@ class Store {
 
   /** Options for one `StreamableHTTPServerTransport`; see lib/sdk.js. */
   transportOptions(options) {
-    return require('./sdk.js').transportOptions(this, options)
+    return sdk.transportOptions(this, options)
   }
 
   /** A transport for a session known to the store (after a restart), or null. */
   async restoreTransport(sessionId, options) {
-    return require('./sdk.js').restoreTransport(this, sessionId, options)
+    return sdk.restoreTransport(this, sessionId, options)
   }
 }
 
@@ -375,25 +338,6 @@ class Sweeper {
   }
 }
 
-/** Format the wire id of (`streamId`, `seq`) in `sessionId`. */
-function formatEventId(sessionId, streamId, seq) {
-  return callSync(() =>
-    native.formatEventId(str(sessionId, 'sessionId'), str(streamId, 'streamId'), num(seq, 'seq')),
-  )
-}
-
-/** Parse a wire id of `sessionId`: `{ streamId, seq }`; foreign or altered ids throw InvalidInputError. */
-function parseEventId(wireId, sessionId) {
-  return callSync(() => native.parseEventId(str(wireId, 'wireId'), str(sessionId, 'sessionId')))
-}
-
-/** A new session id as the store mints them (UUID v4). */
-function newSessionId() {
-  return native.newSessionId()
-}
-
-const { SessionEventStore } = require('./event-store.js')
-
 module.exports = {
   Store,
   Subscription,
@@ -404,15 +348,7 @@ module.exports = {
   newSessionId,
   coreVersion: native.coreVersion,
   SessionStoreError: errors.SessionStoreError,
-  NotFoundError: errors.NotFoundError,
-  AlreadyExistsError: errors.AlreadyExistsError,
-  ConflictError: errors.ConflictError,
-  InvalidInputError: errors.InvalidInputError,
-  LimitExceededError: errors.LimitExceededError,
-  CursorExpiredError: errors.CursorExpiredError,
-  UnavailableError: errors.UnavailableError,
-  TimeoutError: errors.TimeoutError,
-  BackendError: errors.BackendError,
-  InternalError: errors.InternalError,
+  // NotFoundError, AlreadyExistsError, …: one class per code of the core.
+  ...errors.errorClasses,
   ERROR_CODES: errors.ERROR_CODES,
 }

@@ -18,8 +18,9 @@ use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiVa
 use napi::{Error, Result, Status, ValueType, sys};
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting accepted (`serde_json` reads at most 128 levels).
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting accepted: the core's limit, what every stored value can
+/// be read back with.
+pub const MAX_DEPTH: usize = mss_bridge::limits::MAX_JSON_DEPTH;
 /// Most values in one conversion (a shared sub-object counts each time).
 const MAX_NODES: usize = 10_000_000;
 
@@ -49,6 +50,8 @@ fn check(status: sys::napi_status, what: &str) -> Result<()> {
 
 fn type_of(env: sys::napi_env, v: sys::napi_value) -> Result<ValueType> {
     let mut t = 0;
+    // SAFETY: `env` and `v` are the live handles napi-rs passed in for this call on the JS
+    // thread; `t` is a local out-parameter.
     check(unsafe { sys::napi_typeof(env, v, &mut t) }, "typeof")?;
     Ok(ValueType::from(t))
 }
@@ -64,6 +67,8 @@ impl Reader {
     fn strict_equals(&self, a: sys::napi_value, b: sys::napi_value) -> Result<bool> {
         let mut eq = false;
         check(
+            // SAFETY: both values are live handles of this call's scope on the JS thread; `eq`
+            // is a local out-parameter.
             unsafe { sys::napi_strict_equals(self.env, a, b, &mut eq) },
             "strict_equals",
         )?;
@@ -80,11 +85,17 @@ impl Reader {
         let env = self.env;
         match type_of(env, v)? {
             ValueType::Null => Ok(Some(Value::Null)),
+            // SAFETY: `v` is a live handle of this call's scope, checked to be a boolean just
+            // above.
             ValueType::Boolean => Ok(Some(Value::Bool(unsafe { bool::from_napi_value(env, v)? }))),
+            // SAFETY: `v` is a live handle of this call's scope, checked to be a string just
+            // above.
             ValueType::String => Ok(Some(Value::String(unsafe {
                 String::from_napi_value(env, v)?
             }))),
             ValueType::Number => {
+                // SAFETY: `v` is a live handle of this call's scope, checked to be a number
+                // just above.
                 let n = unsafe { f64::from_napi_value(env, v)? };
                 number(n).map(|n| Some(Value::Number(n))).ok_or_else(|| {
                     invalid(
@@ -119,15 +130,22 @@ impl Reader {
         // toJSON, as JSON.stringify calls it (Date, and user classes).
         let mut to_json = ptr::null_mut();
         check(
+            // SAFETY: `v` is a live object handle of this call's scope, the name a
+            // NUL-terminated literal, `to_json` a local out-parameter.
             unsafe { sys::napi_get_named_property(env, v, c"toJSON".as_ptr(), &mut to_json) },
             "get toJSON",
         )?;
         if type_of(env, to_json)? == ValueType::Function {
             let mut out = ptr::null_mut();
             let status =
+                // SAFETY: `to_json` was checked to be a function of the live object `v`; it is
+                // called with no arguments (a null argv with argc 0) and `out` is a local
+                // out-parameter.
                 unsafe { sys::napi_call_function(env, v, to_json, 0, ptr::null(), &mut out) };
             if status != sys::Status::napi_ok {
                 let mut exc = ptr::null_mut();
+                // SAFETY: clears the exception the failed call left pending in this live `env`;
+                // `exc` is a local out-parameter.
                 unsafe { sys::napi_get_and_clear_last_exception(env, &mut exc) };
                 return Err(invalid(path, "its toJSON() method threw"));
             }
@@ -142,6 +160,8 @@ impl Reader {
 
         let mut is_array = false;
         check(
+            // SAFETY: `v` is a live object handle of this call's scope; `is_array` is a local
+            // out-parameter.
             unsafe { sys::napi_is_array(env, v, &mut is_array) },
             "is_array",
         )?;
@@ -159,6 +179,7 @@ impl Reader {
         let env = self.env;
         let mut len = 0u32;
         check(
+            // SAFETY: `v` was checked to be an array; `len` is a local out-parameter.
             unsafe { sys::napi_get_array_length(env, v, &mut len) },
             "array length",
         )?;
@@ -166,6 +187,8 @@ impl Reader {
         for i in 0..len {
             let mut item = ptr::null_mut();
             check(
+                // SAFETY: `v` is a live array handle and `i` is below its length; `item` is a
+                // local out-parameter.
                 unsafe { sys::napi_get_element(env, v, i, &mut item) },
                 "array element",
             )?;
@@ -182,6 +205,8 @@ impl Reader {
         let env = self.env;
         let mut keys = ptr::null_mut();
         check(
+            // SAFETY: `v` is a live object handle of this call's scope; the flags are napi
+            // constants and `keys` a local out-parameter.
             unsafe {
                 sys::napi_get_all_property_names(
                     env,
@@ -196,6 +221,8 @@ impl Reader {
         )?;
         let mut len = 0u32;
         check(
+            // SAFETY: `keys` is the array napi returned just above; `len` is a local
+            // out-parameter.
             unsafe { sys::napi_get_array_length(env, keys, &mut len) },
             "key count",
         )?;
@@ -203,12 +230,18 @@ impl Reader {
         for i in 0..len {
             let mut key = ptr::null_mut();
             check(
+                // SAFETY: `keys` is a live array handle and `i` is below its length; `key` is a
+                // local out-parameter.
                 unsafe { sys::napi_get_element(env, keys, i, &mut key) },
                 "key",
             )?;
+            // SAFETY: `key` is a live string handle (napi converts the property names to
+            // strings).
             let name = unsafe { String::from_napi_value(env, key)? };
             let mut item = ptr::null_mut();
             check(
+                // SAFETY: `v` is a live object handle and `key` one of its own property names;
+                // `item` is a local out-parameter.
                 unsafe { sys::napi_get_property(env, v, key, &mut item) },
                 "property",
             )?;
@@ -289,6 +322,8 @@ impl ToNapiValue for JsonOut {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
         let mut value = val.0;
         plain_numbers(&mut value);
+        // SAFETY: `env` is the live environment napi-rs passed to this conversion on the JS
+        // thread.
         unsafe { Value::to_napi_value(env, value) }
     }
 }

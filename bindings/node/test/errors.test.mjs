@@ -2,7 +2,11 @@
 // and nothing stored is lost.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mss, BACKEND_NAMES, openFresh } from './helpers.mjs'
+import { readFileSync } from 'node:fs'
+import { mss, require, BACKEND_NAMES, openFresh } from './helpers.mjs'
+
+const native = require('../index.js')
+const { fromNative } = require('../lib/errors.js')
 
 const isCode = (code, cls) => (e) => {
   assert.ok(e instanceof cls, `expected ${cls.name}, got ${e && e.constructor.name}: ${e && e.message}`)
@@ -13,22 +17,66 @@ const isCode = (code, cls) => (e) => {
 }
 const invalid = isCode('invalid_input', mss.InvalidInputError)
 
-test('error classes: one per stable code, all SessionStoreError', () => {
-  assert.deepEqual(mss.ERROR_CODES, [
-    'not_found', 'already_exists', 'conflict', 'invalid_input', 'limit_exceeded',
-    'cursor_expired', 'unavailable', 'timeout', 'backend', 'internal',
-  ])
-  const classes = [
-    mss.NotFoundError, mss.AlreadyExistsError, mss.ConflictError, mss.InvalidInputError,
-    mss.LimitExceededError, mss.CursorExpiredError, mss.UnavailableError, mss.TimeoutError,
-    mss.BackendError, mss.InternalError,
-  ]
-  classes.forEach((cls, i) => {
+test('error classes: one per code of the native errorKinds(), all SessionStoreError', () => {
+  const table = native.errorKinds()
+  const kinds = table.map((k) => k.code)
+  assert.ok(kinds.length >= 10, 'the core has at least ten kinds')
+  assert.deepEqual(mss.ERROR_CODES, kinds, 'ERROR_CODES is the core\'s list, in its order')
+  // The hand-written type declarations name the same codes and classes.
+  const dts = readFileSync(new URL('../lib/index.d.ts', import.meta.url), 'utf8')
+  const union = /export type ErrorCode =([^;]*?)\n\n/.exec(dts)[1]
+  assert.deepEqual([...union.matchAll(/'([a-z_]+)'/g)].map((m) => m[1]), kinds, 'ErrorCode in lib/index.d.ts')
+  const exported = Object.keys(mss).filter((k) => /Error$/.test(k) && k !== 'SessionStoreError')
+  assert.equal(exported.length, kinds.length, `one exported class per kind: ${exported}`)
+  for (const { code, className: name } of table) {
+    assert.equal(name, code.replace(/(^|_)([a-z])/g, (_m, _s, c) => c.toUpperCase()) + 'Error')
+    const cls = mss[name]
+    assert.equal(typeof cls, 'function', `${name} is exported for ${code}`)
+    assert.match(dts, new RegExp(`export class ${name} extends SessionStoreError \\{\\n  readonly code: '${code}'`), `${name} in lib/index.d.ts`)
     const e = new cls('m')
-    assert.equal(e.code, mss.ERROR_CODES[i])
+    assert.equal(e.code, code)
     assert.ok(e instanceof mss.SessionStoreError && e instanceof Error)
-    assert.equal(e.name, cls.name)
-  })
+    assert.equal(e.name, name)
+    // A native error message with the code prefix becomes this class.
+    const mapped = fromNative(new Error(`${code}: from the native layer`))
+    assert.ok(mapped instanceof cls, `${code}: prefix maps to ${name}`)
+    assert.equal(mapped.message, 'from the native layer')
+  }
+  // The public names stay: the classes applications catch by name.
+  for (const name of [
+    'NotFoundError', 'AlreadyExistsError', 'ConflictError', 'InvalidInputError', 'LimitExceededError',
+    'CursorExpiredError', 'UnavailableError', 'TimeoutError', 'BackendError', 'InternalError',
+  ]) {
+    assert.ok(exported.includes(name), name)
+  }
+})
+
+test('the package version is the workspace version (the core\'s)', () => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+  assert.equal(pkg.version, mss.coreVersion())
+  const cargo = readFileSync(new URL('../../../Cargo.toml', import.meta.url), 'utf8')
+  const workspace = /^\[workspace\.package\][^[]*?^version\s*=\s*"([^"]+)"/ms.exec(cargo)
+  assert.equal(pkg.version, workspace[1], 'version in [workspace.package] of the root Cargo.toml')
+})
+
+test('JSON nesting: the core\'s limit of 127 levels, deeper is invalid_input', async (t) => {
+  const store = await openFresh(t, 'memory')
+  const { id } = await store.createSession()
+  const nest = (levels, leaf) => {
+    let v = leaf
+    for (let i = 0; i < levels; i++) v = i % 2 ? { a: v } : [v]
+    return v
+  }
+  await store.setState(id, 'deep', nest(127, 1))
+  assert.deepEqual((await store.getState(id, 'deep')).value, nest(127, 1))
+  for (const levels of [128, 1000]) {
+    await assert.rejects(store.setState(id, 'deeper', nest(levels, 1)), (e) => {
+      invalid(e)
+      assert.match(e.message, /nested deeper than 127 levels/)
+      return true
+    })
+  }
+  assert.equal(await store.getState(id, 'deeper'), null)
 })
 
 test('open: bad URLs, options and unreachable paths', async () => {
@@ -50,6 +98,33 @@ test('open: bad URLs, options and unreachable paths', async () => {
   const s = await mss.Store.open('memory://', { ttl: '5m' })
   assert.equal((await s.createSession()).ttlMs, 300_000)
   assert.throws(() => new mss.Store({}), TypeError)
+})
+
+test('open options: one parser (names, units, duration strings), URL parameters win', async () => {
+  const ttlOf = async (url, options) => (await (await mss.Store.open(url, options)).createSession()).ttlMs
+  assert.equal(await ttlOf('memory://', { ttlMs: 90_000 }), 90_000)
+  assert.equal(await ttlOf('memory://', { ttl: 90_000 }), 90_000) // a bare number is milliseconds
+  assert.equal(await ttlOf('memory://', { ttlMs: '90s' }), 90_000)
+  assert.equal(await ttlOf('memory://', { ttlMs: null, maxSessions: undefined }), 30 * 60_000) // absent: the default
+  assert.equal(await ttlOf('memory://?ttl=1m', { ttlMs: 90_000 }), 60_000)
+  assert.equal(await ttlOf('memory://?ttl=1m', { ttl: '2h' }), 60_000)
+  const capped = await mss.Store.open('memory://', { maxSessions: 1, pollIntervalMs: 20, maxEventsPerSession: 2 })
+  await capped.createSession()
+  await assert.rejects(capped.createSession(), isCode('limit_exceeded', mss.LimitExceededError))
+  await assert.rejects(mss.Store.open('memory://', { ttlMs: 1000, ttl: '1s' }), (e) => {
+    invalid(e)
+    assert.match(e.message, /set the same option/)
+    return true
+  })
+  await assert.rejects(mss.Store.open('memory://', { tll: '5m' }), (e) => {
+    invalid(e)
+    assert.match(e.message, /unknown option "tll"/)
+    return true
+  })
+  await assert.rejects(mss.Store.open('memory://', { maxSessions: -5 }), invalid)
+  await assert.rejects(mss.Store.open('memory://', { maxSessions: '5' }), TypeError)
+  await assert.rejects(mss.Store.open('memory://', { pollIntervalMs: '20ms' }), TypeError)
+  await assert.rejects(mss.Store.open('memory://', { ttl: true }), TypeError)
 })
 
 for (const backend of BACKEND_NAMES) {

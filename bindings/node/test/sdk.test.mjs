@@ -67,6 +67,38 @@ for (const backend of BACKEND_NAMES) {
       assert.equal(await es.getStreamIdForEventId(ids[1]), 's')
     })
 
+    test('a replay longer than one page (the store pages by 100) sends every event', async (t) => {
+      const store = await openFresh(t, backend)
+      if (!store) return
+      const { id } = await store.createSession()
+      const es = store.eventStore(id)
+      const start = await es.storeEvent('_GET_stream', {})
+      const ids = []
+      for (let i = 1; i <= 250; i++) {
+        ids.push(await es.storeEvent('_GET_stream', note(i)))
+        if (i % 50 === 0) await es.storeEvent('req-9', note(-i)) // another stream, interleaved
+      }
+      // One read of the store is one page: 100 events, and more to follow.
+      const first = await store.eventsAfter(id, start)
+      assert.equal(first.items.length, 100)
+      assert.equal(first.next, first.items[99].id)
+      const sent = []
+      const stream = await es.replayEventsAfter(start, { send: async (eid, m) => sent.push([eid, m.params.data]) })
+      assert.equal(stream, '_GET_stream')
+      assert.deepEqual(sent.map(([, n]) => n), Array.from({ length: 250 }, (_, i) => i + 1))
+      assert.deepEqual(sent.map(([eid]) => eid), ids)
+      const fromMiddle = []
+      await es.replayEventsAfter(ids[149], { send: async (_e, m) => fromMiddle.push(m.params.data) })
+      assert.deepEqual(fromMiddle, Array.from({ length: 100 }, (_, i) => i + 151))
+      // The store's own iterator pages the same way.
+      let n = 0
+      for await (const e of store.events(id, start)) {
+        n++
+        assert.equal(e.data.params.data, n)
+      }
+      assert.equal(n, 250)
+    })
+
     test('events stored while a replay is in flight are delivered by that replay', async (t) => {
       const store = await openFresh(t, backend)
       if (!store) return

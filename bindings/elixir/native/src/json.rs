@@ -10,9 +10,9 @@ use mss_core::{Error, ErrorKind};
 use rustler::{Encoder, Env, Term, TermType};
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting of lists and maps accepted: `serde_json`'s parser reads
-/// back at most 127 levels, so every value stored can be read back.
-pub const MAX_DEPTH: usize = 127;
+/// Deepest nesting of lists and maps accepted: the core's limit (what
+/// `serde_json`'s parser reads back), so every value stored can be read back.
+pub const MAX_DEPTH: usize = mss_bridge::limits::MAX_JSON_DEPTH;
 
 pub fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidInput, message.into())
