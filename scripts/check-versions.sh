@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every package of the project carries the workspace version
 # ([workspace.package] version in the root Cargo.toml): the crates inherit
-# it, the Python package takes it from Cargo through maturin, and the npm
-# package and the Mix project state it, checked here.
+# it, the Python package takes it from Cargo through maturin, the Mix project
+# reads it from the root Cargo.toml, and the npm package states it (npm needs
+# a literal), checked here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=$(sed -n '/^\[workspace.package\]/,/^\[/{s/^version *= *"\(.*\)"/\1/p}' Cargo.toml)
@@ -16,7 +17,12 @@ check() {
   fi
 }
 check bindings/node/package.json "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' bindings/node/package.json)"
-check bindings/elixir/mix.exs "$(sed -n 's/^ *@version "\(.*\)"$/\1/p' bindings/elixir/mix.exs)"
+if grep -q '^ *@version "' bindings/elixir/mix.exs; then
+  check bindings/elixir/mix.exs "$(sed -n 's/^ *@version "\(.*\)"$/\1/p' bindings/elixir/mix.exs)"
+elif ! grep -q 'workspace\\.package' bindings/elixir/mix.exs; then
+  echo "bindings/elixir/mix.exs neither states nor derives its version" >&2
+  bad=1
+fi
 if ! grep -q '^dynamic = \[.*"version".*\]' bindings/python/pyproject.toml; then
   check bindings/python/pyproject.toml "$(sed -n 's/^version = "\(.*\)"$/\1/p' bindings/python/pyproject.toml)"
 fi
