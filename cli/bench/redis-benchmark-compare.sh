@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run `mcp-session-store bench` W3a and W3b (append) on Redis next to
 # `redis-benchmark -c 8` running the very script the store's append runs
-# (EVALSHA of core/src/backends/redis/common.lua + append.lua) on one
+# (EVALSHA of core/src/backends/redis/lua/common.lua + append.lua) on one
 # session, with a ~200-byte event and no trimming, in one go:
 #   cli/bench/redis-benchmark-compare.sh [REQUESTS]
 # MSS_BENCH_REDIS (default 127.0.0.1:6379) names the server; MSS_BENCH_SESSIONS
@@ -29,7 +29,7 @@ s="${prefix}{0.0}:rbc"
 now_ms=$(($(date +%s) * 1000))
 cli HSET "$s:s" created_at "$now_ms" last_activity "$now_ms" expires_at $((now_ms + 3600000)) \
   ttl_ms 3600000 metadata '{}' version 1 last_seq 0 trimmed_through 0 >/dev/null
-sha=$(cli SCRIPT LOAD "$(cat core/src/backends/redis/common.lua; echo; cat core/src/backends/redis/append.lua)")
+sha=$(cli SCRIPT LOAD "$(cat core/src/backends/redis/lua/common.lua; echo; cat core/src/backends/redis/lua/append.lua)")
 event='d{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok-1","progress":1,"total":100,"message":"working on step 1 of the job, with some padding text to reach about two hundred bytes"}}'
 
 echo "== redis-benchmark -c 8 -n $requests: EVALSHA of the append script, one session"
