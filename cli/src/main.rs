@@ -9,25 +9,36 @@ mod bench;
 mod ops;
 mod out;
 
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use mcp_session_store::{Error, ErrorKind};
+use tracing::Level;
 
 /// Operator CLI for mcp-session-store: inspect, tail, clean up, migrate and
 /// benchmark a session store.
 ///
 /// Every command takes the store as a URL (`--store`, or the
-/// MCP_SESSION_STORE_URL environment variable): `memory://` or
-/// `sqlite://PATH`, with options as query parameters, e.g.
+/// MCP_SESSION_STORE_URL environment variable): `memory://`,
+/// `sqlite://PATH`, `postgres://USER:PASS@HOST:PORT/DB`,
+/// `redis://HOST:PORT/DB` or `rediss://…`, or `dynamodb://TABLE`, with
+/// options as query parameters, e.g.
 /// `sqlite://sessions.db?ttl=30m&max_events_per_session=1000`.
 ///
 /// Results go to stdout as JSON (one object per line); errors go to stderr as
 /// `error: <code>: <message>`. The exit code is 0 on success, 2 for invalid
 /// input (a bad URL, id, key or option) and 1 for any other failure.
+///
+/// Logs go to stderr: warnings by default (e.g. a background task of the
+/// store that failed); `-v` adds info, `-vv` debug, `-vvv` trace.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-session-store", version, propagate_version = true)]
 struct Cli {
+    /// Log more on stderr: `-v` info, `-vv` debug, `-vvv` trace (default:
+    /// warnings and errors).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,16 +46,17 @@ struct Cli {
 /// The store to operate on.
 #[derive(Debug, Clone, Args)]
 struct StoreArg {
-    /// Store URL: `memory://` or `sqlite://PATH` (options as query
-    /// parameters, e.g. `?ttl=30m`).
+    /// Store URL: `memory://`, `sqlite://PATH`, `postgres://…`, `redis://…` /
+    /// `rediss://…` or `dynamodb://TABLE?…` (options as query parameters,
+    /// e.g. `?ttl=30m`).
     #[arg(long, value_name = "URL", env = "MCP_SESSION_STORE_URL")]
     store: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the benchmark workloads (W1-W8 of BENCH.md) against a store and
-    /// print one JSON line per workload.
+    /// Run the benchmark workloads (W1-W8, defined in cli/BENCH.md) against a
+    /// store and print one JSON line per workload.
     #[command(long_about = bench::LONG_ABOUT)]
     Bench(bench::BenchArgs),
 
@@ -158,8 +170,9 @@ struct EventsArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => bench::run(args, cli.verbose).await,
         Command::BenchChild(args) => bench::run_child(args).await,
         Command::Sessions(cmd) => match cmd {
             SessionsCommand::List {
@@ -195,6 +208,22 @@ async fn main() -> ExitCode {
             exit_code(&e)
         }
     }
+}
+
+/// Log to stderr (stdout carries only the JSON results) at the level
+/// `verbosity` (the count of `-v`) selects: warn, info, debug, trace.
+fn init_logging(verbosity: u8) {
+    let level = match verbosity {
+        0 => Level::WARN,
+        1 => Level::INFO,
+        2 => Level::DEBUG,
+        _ => Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
 }
 
 /// 2 for invalid input, 1 for anything else.
@@ -251,5 +280,38 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn counts_verbose_flags_anywhere() {
+        let cli = Cli::try_parse_from([
+            "mcp-session-store",
+            "-vv",
+            "migrate",
+            "--store",
+            "memory://",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbose, 2);
+        let cli = Cli::try_parse_from([
+            "mcp-session-store",
+            "bench-child",
+            "-v",
+            "--role",
+            "paced",
+            "--store",
+            "memory://",
+            "--session",
+            "s",
+            "--events",
+            "1",
+            "--max-events-per-session",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbose, 1);
+        let cli =
+            Cli::try_parse_from(["mcp-session-store", "cleanup", "--store", "memory://"]).unwrap();
+        assert_eq!(cli.verbose, 0);
     }
 }
