@@ -31,12 +31,13 @@ use tracing::Level;
 /// input (a bad URL, id, key or option) and 1 for any other failure.
 ///
 /// Logs go to stderr: warnings by default (e.g. a background task of the
-/// store that failed); `-v` adds info, `-vv` debug, `-vvv` trace.
+/// store that failed); `-v` adds the store's info, `-vv` its debug events,
+/// `-vvv` everything down to its drivers' traces.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-session-store", version, propagate_version = true)]
 struct Cli {
-    /// Log more on stderr: `-v` info, `-vv` debug, `-vvv` trace (default:
-    /// warnings and errors).
+    /// Log more on stderr: `-v` info, `-vv` debug, `-vvv` trace, drivers
+    /// included (default: warnings and errors).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -213,16 +214,26 @@ async fn main() -> ExitCode {
 /// Log to stderr (stdout carries only the JSON results) at the level
 /// `verbosity` (the count of `-v`) selects: warn, info, debug, trace.
 fn init_logging(verbosity: u8) {
-    let level = match verbosity {
-        0 => Level::WARN,
-        1 => Level::INFO,
-        2 => Level::DEBUG,
-        _ => Level::TRACE,
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    // The store's own events at the chosen level; its drivers' (sqlx logs
+    // every statement at DEBUG) only from -vvv on, and their warnings always.
+    let (ours, theirs) = match verbosity {
+        0 => (Level::WARN, Level::WARN),
+        1 => (Level::INFO, Level::WARN),
+        2 => (Level::DEBUG, Level::WARN),
+        _ => (Level::TRACE, Level::TRACE),
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
+    let filter = Targets::new()
+        .with_default(LevelFilter::from_level(theirs))
+        .with_target("mcp_session_store", LevelFilter::from_level(ours));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_ansi(io::stderr().is_terminal()),
+        )
+        .with(filter)
         .init();
 }
 

@@ -334,7 +334,7 @@ pub async fn run(args: BenchArgs, verbosity: u8) -> Result<ExitCode> {
 /// Whether other processes see what this store writes (every backend but
 /// memory), which W7 and W8 need. The one place the bench asks the backend.
 fn shared_between_processes(store: &Store) -> bool {
-    store.backend().is_shared()
+    store.backend_info().shared
 }
 
 // ---- shared machinery --------------------------------------------------------
