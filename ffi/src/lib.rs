@@ -19,15 +19,24 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-// cbindgen reads the modules in this order: it is the header's order.
-mod buffers;
-mod event;
-mod expiry;
-mod session;
-mod state;
+// cbindgen reads the modules in the order they are declared, and that is the
+// header's order: keep one declaration per group so rustfmt does not sort
+// them.
 mod status;
+// The buffers text comes back in.
+mod buffers;
+// Stores, then what lives in them.
 mod store;
+// Sessions.
+mod session;
+// State.
+mod state;
+// Events and wire ids.
+mod event;
+// Subscriptions.
 mod subscription;
+// Expiry.
+mod expiry;
 
 mod args;
 mod boundary;
