@@ -1,13 +1,15 @@
-//! JSON in and out of the C ABI: the documented shapes.
+//! JSON in and out of the C ABI: the documented shapes, and the checks on
+//! values and page sizes that come before a store call.
 
 use std::time::Duration;
 
-use mss_core::{Event, Json, NewEvent, NewSession, Page, Session, StateEntry, StoreOptions};
+use mss_core::{Event, Json, NewEvent, NewSession, Page, Session, StateEntry, Store};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::runtime::{FfiError, FfiResult};
+use crate::boundary::{FfiError, FfiResult};
+use crate::status::mss_status;
 
 /// Parse `text` as `T`, telling invalid JSON apart from JSON of the wrong
 /// shape.
@@ -26,10 +28,36 @@ fn parse<'a, T: Deserialize<'a>>(text: &'a str, what: &str) -> FfiResult<T> {
 fn encode<T: Serialize + ?Sized>(value: &T) -> FfiResult<String> {
     serde_json::to_string(value).map_err(|e| {
         FfiError::new(
-            crate::mss_status::MSS_INTERNAL,
+            mss_status::MSS_INTERNAL,
             format!("cannot encode the result as JSON: {e}"),
         )
     })
+}
+
+/// A page size: the bridge's check (1–`MAX_PAGE_LIMIT`), the core's
+/// message.
+pub(crate) fn page_limit(limit: usize) -> FfiResult<usize> {
+    Ok(mss_bridge::limits::page_limit(Some(
+        u64::try_from(limit).unwrap_or(u64::MAX),
+    ))?)
+}
+
+/// `MSS_LIMIT_EXCEEDED` if `len` bytes are over the store's payload limit.
+pub(crate) fn check_payload(store: &Store, len: usize, what: &str) -> FfiResult<()> {
+    let max = store.options().max_payload_bytes;
+    if len > max {
+        return Err(FfiError::new(
+            mss_status::MSS_LIMIT_EXCEEDED,
+            format!("{what} is {len} bytes, over the limit of {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON value given as text, checked against the store's payload limit.
+pub(crate) fn parse_value(store: &Store, value: &str, what: &str) -> FfiResult<Json> {
+    check_payload(store, value.len(), what)?;
+    Ok(Json::parse(value)?)
 }
 
 /// Any JSON value.
@@ -57,38 +85,6 @@ fn kind_of(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OptionsIn {
-    ttl_ms: Option<u64>,
-    max_events_per_session: Option<u64>,
-    max_payload_bytes: Option<usize>,
-    max_sessions: Option<u64>,
-    poll_interval_ms: Option<u64>,
-}
-
-/// The options object of `mss_store_open_with`.
-pub(crate) fn parse_options(text: &str) -> FfiResult<StoreOptions> {
-    let o: OptionsIn = parse(text, "options")?;
-    let mut options = StoreOptions::default();
-    if let Some(ms) = o.ttl_ms {
-        options = options.with_ttl(Duration::from_millis(ms));
-    }
-    if let Some(n) = o.max_events_per_session {
-        options = options.with_max_events_per_session(n);
-    }
-    if let Some(n) = o.max_payload_bytes {
-        options = options.with_max_payload_bytes(n);
-    }
-    if let Some(n) = o.max_sessions {
-        options = options.with_max_sessions(Some(n));
-    }
-    if let Some(ms) = o.poll_interval_ms {
-        options = options.with_poll_interval(Duration::from_millis(ms));
-    }
-    Ok(options)
 }
 
 #[derive(Deserialize)]
@@ -138,7 +134,7 @@ pub(crate) fn parse_event(text: &str, max_payload_bytes: usize) -> FfiResult<New
             let data = raw.get();
             if data.len() > max_payload_bytes {
                 return Err(FfiError::new(
-                    crate::mss_status::MSS_LIMIT_EXCEEDED,
+                    mss_status::MSS_LIMIT_EXCEEDED,
                     format!(
                         "event data is {} bytes, over the limit of {max_payload_bytes}",
                         data.len()

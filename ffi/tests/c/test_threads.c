@@ -133,9 +133,9 @@ static void four_threads_increment_one_counter(ctx *c) {
 }
 
 /* A thread with a small stack (musl's default is 128 KiB; language runtimes
- * often use such threads) opens a store of its own and uses it: calls that
- * need more stack than is left run on a stack segment the library allocates,
- * so nothing overflows. */
+ * often use such threads) opens a store of its own and uses it: every call
+ * runs on one of the library's worker threads (8 MiB stacks) while this one
+ * waits, so nothing overflows. */
 #define SMALL_STACK (128 * 1024)
 
 typedef struct small_caller {
