@@ -1,16 +1,21 @@
 //! `NativeStore`: the one native store handle behind both `Store` (asyncio)
 //! and `BlockingStore`. Every store call is defined once here and runs
-//! through [`crate::call::run`] in the handle's calling mode.
+//! through [`crate::call::run`] in the handle's calling mode; open options
+//! go through the bridge's `OpenOptions`, page sizes through its limits.
 
 use std::sync::{Arc, Mutex};
 
-use mss_core::{Error, ErrorKind, EventId, Json, NewEvent, NewSession, Store, StoreOptions};
+use mss_bridge::limits::page_limit;
+use mss_bridge::{DurationUnit, OpenOptions};
+use mss_core::{Error, ErrorKind, EventId, Json, NewEvent, NewSession, Store};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-use crate::call::{core, run, seconds, to_json_value};
-use crate::errors;
+use crate::call::{CallError, run, seconds, to_json_value};
+use crate::errors::core;
 use crate::json;
 use crate::subscription::NativeSubscription;
+use crate::sweeper::NativeSweeper;
 use crate::types::{PyCleanupStats, PyEvent, PyPage, PySession, PyStateEntry};
 
 /// The native store handle (private; use `mcp_session_store.Store`).
@@ -22,39 +27,25 @@ pub struct NativeStore {
 
 #[pymethods]
 impl NativeStore {
-    /// Open a store; durations in seconds.
+    /// Open a store. The keyword arguments are the open options (durations
+    /// in seconds; `None` keeps the default), parsed by the bridge.
     #[staticmethod]
-    #[pyo3(signature = (url, blocking, ttl=None, max_events_per_session=None, max_payload_bytes=None, max_sessions=None, poll_interval=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (url, blocking, **options))]
     fn open(
         py: Python<'_>,
         url: String,
         blocking: bool,
-        ttl: Option<f64>,
-        max_events_per_session: Option<u64>,
-        max_payload_bytes: Option<usize>,
-        max_sessions: Option<u64>,
-        poll_interval: Option<f64>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let mut options = StoreOptions::default();
-        if let Some(ttl) = seconds(ttl, "ttl")? {
-            options = options.with_ttl(ttl);
-        }
-        if let Some(n) = max_events_per_session {
-            options = options.with_max_events_per_session(n);
-        }
-        if let Some(n) = max_payload_bytes {
-            options = options.with_max_payload_bytes(n);
-        }
-        if max_sessions.is_some() {
-            options = options.with_max_sessions(max_sessions);
-        }
-        if let Some(p) = seconds(poll_interval, "poll_interval")? {
-            options = options.with_poll_interval(p);
-        }
+        let options = match options {
+            Some(options) => json::to_json(options.as_any())?,
+            None => serde_json::Value::Null,
+        };
+        let options =
+            core(py, OpenOptions::from_value(&options, DurationUnit::Seconds))?.to_store_options();
         run(py, blocking, async move {
-            let store = core(Store::open_with(&url, options).await)?;
-            Ok(NativeStore { store, blocking })
+            let store = Store::open_with(&url, options).await?;
+            Ok::<_, Error>(NativeStore { store, blocking })
         })
     }
 
@@ -90,7 +81,7 @@ impl NativeStore {
 
     fn close(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
-        run(py, self.blocking, async move { core(store.close().await) })
+        run(py, self.blocking, async move { store.close().await })
     }
 
     // ---- sessions ------------------------------------------------------
@@ -110,19 +101,19 @@ impl NativeStore {
         if let Some(m) = metadata.filter(|m| !m.is_none()) {
             new = new.with_metadata(json::to_json_object(m, "metadata")?);
         }
-        if let Some(ttl) = seconds(ttl, "ttl")? {
+        if let Some(ttl) = seconds(py, ttl, "ttl")? {
             new = new.with_ttl(ttl);
         }
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.create_session(new).await).map(PySession)
+            store.create_session(new).await.map(PySession)
         })
     }
 
     fn get_session(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.get_session(&id).await).map(|s| s.map(PySession))
+            store.get_session(&id).await.map(|s| s.map(PySession))
         })
     }
 
@@ -135,42 +126,51 @@ impl NativeStore {
         let patch = json::to_json_object(patch, "patch")?;
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.update_session(&id, patch).await).map(PySession)
+            store.update_session(&id, patch).await.map(PySession)
         })
     }
 
     fn touch_session(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.touch_session(&id).await).map(PySession)
+            store.touch_session(&id).await.map(PySession)
         })
     }
 
     fn delete_session(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
-        run(py, self.blocking, async move {
-            core(store.delete_session(&id).await)
-        })
+        run(
+            py,
+            self.blocking,
+            async move { store.delete_session(&id).await },
+        )
     }
 
-    #[pyo3(signature = (after=None, limit=100))]
+    /// `limit=None` is the default page size.
+    #[pyo3(signature = (after=None, limit=None))]
     fn list_sessions(
         &self,
         py: Python<'_>,
         after: Option<String>,
-        limit: usize,
+        limit: Option<u64>,
     ) -> PyResult<Py<PyAny>> {
+        let limit = core(py, page_limit(limit))?;
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.list_sessions(after.as_deref(), limit).await).map(PyPage::from)
+            store
+                .list_sessions(after.as_deref(), limit)
+                .await
+                .map(PyPage::from)
         })
     }
 
     fn count_sessions(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
-        run(py, self.blocking, async move {
-            core(store.count_sessions().await)
-        })
+        run(
+            py,
+            self.blocking,
+            async move { store.count_sessions().await },
+        )
     }
 
     // ---- state ---------------------------------------------------------
@@ -178,7 +178,10 @@ impl NativeStore {
     fn get_state(&self, py: Python<'_>, id: String, key: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.get_state(&id, &key).await).map(|e| e.map(PyStateEntry))
+            store
+                .get_state(&id, &key)
+                .await
+                .map(|e| e.map(PyStateEntry))
         })
     }
 
@@ -192,7 +195,7 @@ impl NativeStore {
         let value = to_json_value(value)?;
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.set_state(&id, &key, value).await)
+            store.set_state(&id, &key, value).await
         })
     }
 
@@ -209,7 +212,7 @@ impl NativeStore {
         let value = to_json_value(value)?;
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.set_state_if_version(&id, &key, value, expected).await)
+            store.set_state_if_version(&id, &key, value, expected).await
         })
     }
 
@@ -251,34 +254,37 @@ impl NativeStore {
                     })
                 })
                 .await;
-            match result {
-                Ok(entry) => Ok(PyStateEntry(entry)),
-                Err(e) => {
-                    let stashed = raised.lock().ok().and_then(|mut s| s.take());
-                    Err(stashed.unwrap_or_else(|| errors::to_py(e)))
+            result.map(PyStateEntry).map_err(|e| {
+                match raised.lock().ok().and_then(|mut s| s.take()) {
+                    Some(raised) => CallError::Py(raised),
+                    None => CallError::Core(e),
                 }
-            }
+            })
         })
     }
 
     fn delete_state(&self, py: Python<'_>, id: String, key: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.delete_state(&id, &key).await)
+            store.delete_state(&id, &key).await
         })
     }
 
     fn state_keys(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
-        run(py, self.blocking, async move {
-            core(store.state_keys(&id).await)
-        })
+        run(
+            py,
+            self.blocking,
+            async move { store.state_keys(&id).await },
+        )
     }
 
     fn state_all(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.state_all(&id).await)
+            store
+                .state_all(&id)
+                .await
                 .map(|v| v.into_iter().map(PyStateEntry).collect::<Vec<_>>())
         })
     }
@@ -311,7 +317,7 @@ impl NativeStore {
         event_type: Option<String>,
         retry_ms: Option<u32>,
     ) -> PyResult<Py<PyAny>> {
-        let event = NewEvent::new(stream_id, core(Json::parse(data_json))?);
+        let event = NewEvent::new(stream_id, core(py, Json::parse(data_json))?);
         self.append(py, id, event, event_type, retry_ms)
     }
 
@@ -320,33 +326,41 @@ impl NativeStore {
         self.append(py, id, NewEvent::priming(stream_id), None, None)
     }
 
-    #[pyo3(signature = (id, stream_id, after_seq=0, limit=100))]
+    #[pyo3(signature = (id, stream_id, after_seq=0, limit=None))]
     fn events_after(
         &self,
         py: Python<'_>,
         id: String,
         stream_id: String,
         after_seq: u64,
-        limit: usize,
+        limit: Option<u64>,
     ) -> PyResult<Py<PyAny>> {
+        let limit = core(py, page_limit(limit))?;
         let store = self.store.clone();
         run(py, self.blocking, async move {
             let cursor = EventId::new(stream_id, after_seq);
-            core(store.events_after(&id, &cursor, limit).await).map(PyPage::from)
+            store
+                .events_after(&id, &cursor, limit)
+                .await
+                .map(PyPage::from)
         })
     }
 
-    #[pyo3(signature = (id, last_event_id, limit=100))]
+    #[pyo3(signature = (id, last_event_id, limit=None))]
     fn replay(
         &self,
         py: Python<'_>,
         id: String,
         last_event_id: String,
-        limit: usize,
+        limit: Option<u64>,
     ) -> PyResult<Py<PyAny>> {
+        let limit = core(py, page_limit(limit))?;
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.replay(&id, &last_event_id, limit).await).map(PyPage::from)
+            store
+                .replay(&id, &last_event_id, limit)
+                .await
+                .map(PyPage::from)
         })
     }
 
@@ -361,20 +375,27 @@ impl NativeStore {
         let store = self.store.clone();
         let blocking = self.blocking;
         run(py, blocking, async move {
-            let sub = core(
-                store
-                    .subscribe(&id, EventId::new(stream_id, after_seq))
-                    .await,
-            )?;
-            Ok(NativeSubscription::new(sub, blocking))
+            let cursor = EventId::new(stream_id, after_seq);
+            let sub = store.subscribe(&id, cursor).await?;
+            Ok::<_, Error>(NativeSubscription::new(sub, blocking))
         })
     }
 
     fn cleanup_expired(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.cleanup_expired().await).map(PyCleanupStats::from)
+            store.cleanup_expired().await.map(PyCleanupStats::from)
         })
+    }
+
+    /// Run `cleanup_expired` every `interval` seconds on the bridge runtime
+    /// until the returned sweeper is stopped or dropped.
+    fn spawn_sweeper(&self, py: Python<'_>, interval: f64) -> PyResult<NativeSweeper> {
+        let interval = seconds(py, Some(interval), "interval")?.unwrap_or_default();
+        let runtime = core(py, mss_bridge::runtime::handle())?;
+        // Spawning needs the runtime's context; nothing is polled here.
+        let _context = runtime.enter();
+        core(py, self.store.spawn_sweeper(interval)).map(NativeSweeper::new)
     }
 }
 
@@ -395,7 +416,7 @@ impl NativeStore {
         }
         let store = self.store.clone();
         run(py, self.blocking, async move {
-            core(store.append_event(&id, event).await).map(PyEvent)
+            store.append_event(&id, event).await.map(PyEvent)
         })
     }
 }

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use mss_core::Subscription;
+use mss_core::{Error, Subscription};
 use pyo3::prelude::*;
 
 use crate::call::run;
-use crate::errors;
 use crate::types::PyEvent;
 
 /// A live subscription (private; iterate `Store.subscribe(...)`).
@@ -15,6 +14,15 @@ use crate::types::PyEvent;
 pub struct NativeSubscription {
     inner: Arc<tokio::sync::Mutex<Option<Subscription>>>,
     blocking: bool,
+}
+
+impl NativeSubscription {
+    pub fn new(sub: Subscription, blocking: bool) -> Self {
+        NativeSubscription {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
+            blocking,
+        }
+    }
 }
 
 #[pymethods]
@@ -29,7 +37,7 @@ impl NativeSubscription {
             };
             match sub.next().await {
                 Some(Ok(e)) => Ok(Some(PyEvent(e))),
-                Some(Err(e)) => Err(errors::to_py(e)),
+                Some(Err(e)) => Err::<_, Error>(e),
                 None => {
                     *guard = None;
                     Ok(None)
@@ -43,19 +51,11 @@ impl NativeSubscription {
         if let Ok(mut guard) = self.inner.try_lock() {
             *guard = None;
         } else {
+            // A `next` holds the lock: close once it returns.
             let inner = self.inner.clone();
-            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let _ = mss_bridge::runtime::spawn(async move {
                 *inner.lock().await = None;
             });
-        }
-    }
-}
-
-impl NativeSubscription {
-    pub fn new(sub: Subscription, blocking: bool) -> Self {
-        NativeSubscription {
-            inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
-            blocking,
         }
     }
 }
