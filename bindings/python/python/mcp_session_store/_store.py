@@ -140,7 +140,8 @@ class Sweeper:
         return self._native.running
 
     def stop(self) -> bool:
-        """Stop the sweeper; False if it was already stopped."""
+        """Stop the sweeper (a run already under way may still complete);
+        False if it was already stopped."""
         return self._native.stop()
 
     def __enter__(self) -> Sweeper:
