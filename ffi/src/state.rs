@@ -307,7 +307,10 @@ pub unsafe extern "C" fn mss_state_update(
         // `version_out` is NULL or points to a writable `u64` (the header's
         // contract).
         unsafe {
-            write_opt(value_out, to_buf(entry.value.as_str()));
+            // Built only when asked for: an `mss_buf` dropped here would leak.
+            if !value_out.is_null() {
+                write(value_out, to_buf(entry.value.as_str()));
+            }
             write_opt(version_out, entry.version);
         }
         Ok(())

@@ -12,6 +12,8 @@
 //! - [`errors`]: the error-kind table (codes, C status numbers, class names)
 //!   built from `ErrorKind::ALL`.
 
+#![forbid(unsafe_code)]
+
 pub mod errors;
 pub mod limits;
 pub mod options;

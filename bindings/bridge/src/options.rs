@@ -13,12 +13,14 @@
 //! | setting | names | value |
 //! |---|---|---|
 //! | TTL | `ttl` | a duration: a bare number in the binding's [`DurationUnit`], or a string with a unit (`"500ms"`, `"90s"`, `"30m"`, `"2h"`, `"7d"`) |
-//! | TTL | `ttl_ms`, `ttlMs` | milliseconds (an integer), or a string with a unit |
+//! | TTL | `ttl_ms` | milliseconds (an integer) |
+//! | TTL | `ttlMs` | milliseconds (an integer), or a string with a unit |
 //! | events kept per session | `max_events_per_session`, `maxEventsPerSession` | a non-negative integer |
 //! | payload limit | `max_payload_bytes`, `maxPayloadBytes` | a non-negative integer |
 //! | session limit | `max_sessions`, `maxSessions` | a non-negative integer |
 //! | subscription poll interval | `poll_interval` | a duration, as `ttl` |
-//! | subscription poll interval | `poll_interval_ms`, `pollIntervalMs` | as `ttl_ms` |
+//! | subscription poll interval | `poll_interval_ms` | as `ttl_ms` |
+//! | subscription poll interval | `pollIntervalMs` | as `ttlMs` |
 //!
 //! `null` (Python's `None`, Elixir's `nil`, JS `null`) leaves a setting at
 //! its default. An unknown name, a value of the wrong type, a negative or
@@ -71,22 +73,35 @@ enum Setting {
     PollInterval,
 }
 
-/// Every accepted name, with the setting it sets and whether a bare number
-/// is always milliseconds (else: the binding's [`DurationUnit`]; counts
-/// ignore it).
-const NAMES: [(&str, Setting, bool); 12] = [
-    ("ttl", Setting::Ttl, false),
-    ("ttl_ms", Setting::Ttl, true),
-    ("ttlMs", Setting::Ttl, true),
-    ("max_events_per_session", Setting::MaxEvents, false),
-    ("maxEventsPerSession", Setting::MaxEvents, false),
-    ("max_payload_bytes", Setting::MaxPayload, false),
-    ("maxPayloadBytes", Setting::MaxPayload, false),
-    ("max_sessions", Setting::MaxSessions, false),
-    ("maxSessions", Setting::MaxSessions, false),
-    ("poll_interval", Setting::PollInterval, false),
-    ("poll_interval_ms", Setting::PollInterval, true),
-    ("pollIntervalMs", Setting::PollInterval, true),
+/// How a name takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A duration: a bare number in the binding's [`DurationUnit`], or a
+    /// string with a unit (`ttl`, `poll_interval`).
+    Duration,
+    /// Integer milliseconds, or a string with a unit (Node's `ttlMs`,
+    /// `pollIntervalMs`).
+    MsOrString,
+    /// Integer milliseconds only (C's `ttl_ms`, `poll_interval_ms`).
+    Ms,
+    /// A non-negative integer.
+    Count,
+}
+
+/// Every accepted name, with the setting it sets and the form it takes.
+const NAMES: [(&str, Setting, Form); 12] = [
+    ("ttl", Setting::Ttl, Form::Duration),
+    ("ttl_ms", Setting::Ttl, Form::Ms),
+    ("ttlMs", Setting::Ttl, Form::MsOrString),
+    ("max_events_per_session", Setting::MaxEvents, Form::Count),
+    ("maxEventsPerSession", Setting::MaxEvents, Form::Count),
+    ("max_payload_bytes", Setting::MaxPayload, Form::Count),
+    ("maxPayloadBytes", Setting::MaxPayload, Form::Count),
+    ("max_sessions", Setting::MaxSessions, Form::Count),
+    ("maxSessions", Setting::MaxSessions, Form::Count),
+    ("poll_interval", Setting::PollInterval, Form::Duration),
+    ("poll_interval_ms", Setting::PollInterval, Form::Ms),
+    ("pollIntervalMs", Setting::PollInterval, Form::MsOrString),
 ];
 
 /// The largest integer a JavaScript number (a double) holds exactly.
@@ -145,7 +160,7 @@ impl OpenOptions {
         for (name, value) in pairs {
             let name = name.as_ref();
             let value = value.borrow();
-            let Some(&(_, setting, always_ms)) = NAMES.iter().find(|(n, _, _)| *n == name) else {
+            let Some(&(_, setting, form)) = NAMES.iter().find(|(n, _, _)| *n == name) else {
                 return Err(unknown(name));
             };
             if let Some((_, other)) = set_by.iter().find(|(s, n)| *s == setting && n != name) {
@@ -158,14 +173,16 @@ impl OpenOptions {
                 options.clear(setting);
                 continue;
             }
-            let unit = if always_ms {
-                DurationUnit::Milliseconds
-            } else {
-                unit
+            let (unit, strings) = match form {
+                Form::Duration => (unit, true),
+                Form::MsOrString => (DurationUnit::Milliseconds, true),
+                Form::Ms | Form::Count => (DurationUnit::Milliseconds, false),
             };
             match setting {
-                Setting::Ttl => options.ttl = Some(duration(name, value, unit)?),
-                Setting::PollInterval => options.poll_interval = Some(duration(name, value, unit)?),
+                Setting::Ttl => options.ttl = Some(duration(name, value, unit, strings)?),
+                Setting::PollInterval => {
+                    options.poll_interval = Some(duration(name, value, unit, strings)?)
+                }
                 Setting::MaxEvents => options.max_events_per_session = Some(count(name, value)?),
                 Setting::MaxSessions => options.max_sessions = Some(count(name, value)?),
                 Setting::MaxPayload => {
@@ -287,19 +304,25 @@ fn count(name: &str, value: &Value) -> Result<u64> {
     }
 }
 
-fn duration(name: &str, value: &Value, unit: DurationUnit) -> Result<Duration> {
+/// A duration: a number in `unit`, or (if `strings`) a string with a unit.
+fn duration(name: &str, value: &Value, unit: DurationUnit, strings: bool) -> Result<Duration> {
     let bad = || {
         let number = match unit {
             DurationUnit::Milliseconds => "a non-negative integer number of milliseconds",
             DurationUnit::Seconds => "a finite, non-negative number of seconds",
         };
+        let or_string = if strings {
+            " or a duration such as \"30m\""
+        } else {
+            ""
+        };
         invalid(format!(
-            "option {name} must be {number} or a duration such as \"30m\", got {}",
+            "option {name} must be {number}{or_string}, got {}",
             describe(value)
         ))
     };
     match value {
-        Value::String(text) => mss_core::parse_duration(text)
+        Value::String(text) if strings => mss_core::parse_duration(text)
             .map_err(|e| invalid(format!("option {name}: {}", e.message()))),
         Value::Number(_) => match unit {
             DurationUnit::Milliseconds => count(name, value)

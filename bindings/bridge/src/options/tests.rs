@@ -309,6 +309,31 @@ fn second_durations_must_be_finite_non_negative_numbers_or_strings() {
 }
 
 #[test]
+fn c_millisecond_names_take_numbers_only() {
+    // C's `ttl_ms` and `poll_interval_ms` have always been integers; Node's
+    // `ttlMs` / `pollIntervalMs` and the plain `ttl` / `poll_interval` also
+    // take duration strings.
+    for name in ["ttl_ms", "poll_interval_ms"] {
+        let m = invalid(json!({ name: "30m" }), MS);
+        assert_eq!(
+            m,
+            format!(
+                "option {name} must be a non-negative integer number of milliseconds, got \"30m\""
+            )
+        );
+        let e = OpenOptions::from_json(&format!(r#"{{"{name}": "30m"}}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+    for name in ["ttlMs", "pollIntervalMs", "ttl", "poll_interval"] {
+        parse(json!({ name: "30m" }), MS);
+    }
+    assert_eq!(
+        parse(json!({"pollIntervalMs": "2s"}), MS).poll_interval,
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
 fn duration_strings_need_a_unit() {
     for (unit, bad) in [
         (MS, "10"),
@@ -383,8 +408,8 @@ fn names_lists_every_accepted_name() {
     assert_eq!(names.len(), 12);
     for name in names {
         // Each one parses.
-        let value = if name.contains("max") {
-            json!(1)
+        let value = if name.contains("max") || name.ends_with("_ms") {
+            json!(1000)
         } else {
             json!("1s")
         };
