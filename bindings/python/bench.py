@@ -1,4 +1,4 @@
-"""Binding benchmark: W2, W3a and W4 of the project's BENCH.md through the
+"""Binding benchmark: W2, W3a and W4 of the project's benchmark (cli/BENCH.md) through the
 Python package, on memory:// and SQLite, printed as one JSON line each.
 
     python bindings/python/bench.py [--sessions 1000] [--events 100] [--concurrency 8]

@@ -1,15 +1,16 @@
 //! Python objects to and from JSON, converted directly in Rust (no
 //! `json.dumps` round trip). Unencodable values are `InvalidInputError` naming
-//! the offending path, e.g. `$.items[2].name`.
+//! the offending path, e.g. `$.items[2].name`. Lists and dicts nest at most
+//! the core's `MAX_JSON_DEPTH` (127) deep, which also stops a
+//! self-referencing list.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
-use crate::errors::invalid_input;
+use mss_bridge::limits::MAX_JSON_DEPTH;
 
-/// Deepest nesting accepted (also what stops a self-referencing list).
-const MAX_DEPTH: usize = 128;
+use crate::errors::invalid_input;
 
 enum Seg {
     Key(String),
@@ -66,17 +67,30 @@ pub fn to_json_object(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Map<String
     match to_json(obj)? {
         Value::Object(map) => Ok(map),
         // A dict always converts to an object.
-        _ => Err(invalid_input(format!("{what} must be a JSON object"))),
+        _ => Err(invalid_input(
+            obj.py(),
+            format!("{what} must be a JSON object"),
+        )),
     }
 }
 
-fn convert(obj: &Bound<'_, PyAny>, path: &mut Vec<Seg>) -> PyResult<Value> {
-    if path.len() > MAX_DEPTH {
-        return Err(invalid_input(format!(
-            "value nested deeper than {MAX_DEPTH} levels at {} (a reference cycle?)",
-            format_path(path)
-        )));
+/// `InvalidInputError` if a list or dict at `path` would nest deeper than
+/// [`MAX_JSON_DEPTH`] (it is one level below `path`).
+fn check_depth(obj: &Bound<'_, PyAny>, path: &[Seg]) -> PyResult<()> {
+    if path.len() >= MAX_JSON_DEPTH {
+        return Err(invalid_input(
+            obj.py(),
+            format!(
+                "value nested deeper than {MAX_JSON_DEPTH} levels at {} (a reference cycle?)",
+                format_path(path)
+            ),
+        ));
     }
+    Ok(())
+}
+
+fn convert(obj: &Bound<'_, PyAny>, path: &mut Vec<Seg>) -> PyResult<Value> {
+    let py = obj.py();
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -90,43 +104,59 @@ fn convert(obj: &Bound<'_, PyAny>, path: &mut Vec<Seg>) -> PyResult<Value> {
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(Value::Number(u.into()));
         }
-        return Err(invalid_input(format!(
-            "integer at {} is outside the 64-bit range JSON numbers are stored in",
-            format_path(path)
-        )));
+        return Err(invalid_input(
+            py,
+            format!(
+                "integer at {} is outside the 64-bit range JSON numbers are stored in",
+                format_path(path)
+            ),
+        ));
     }
     if obj.is_instance_of::<PyFloat>() {
         let f: f64 = obj.extract()?;
         return Number::from_f64(f).map(Value::Number).ok_or_else(|| {
-            invalid_input(format!(
-                "float {f} at {} cannot be encoded as JSON (NaN and infinity are not JSON)",
-                format_path(path)
-            ))
+            invalid_input(
+                py,
+                format!(
+                    "float {f} at {} cannot be encoded as JSON (NaN and infinity are not JSON)",
+                    format_path(path)
+                ),
+            )
         });
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return s.extract::<String>().map(Value::String).map_err(|_| {
-            invalid_input(format!(
-                "string at {} is not valid Unicode (lone surrogate)",
-                format_path(path)
-            ))
+            invalid_input(
+                py,
+                format!(
+                    "string at {} is not valid Unicode (lone surrogate)",
+                    format_path(path)
+                ),
+            )
         });
     }
     if let Ok(d) = obj.cast::<PyDict>() {
+        check_depth(obj, path)?;
         let mut map = Map::new();
         for (k, v) in d.iter() {
             let Ok(ks) = k.cast::<PyString>() else {
-                return Err(invalid_input(format!(
-                    "dict key of type {} at {}: JSON object keys must be str",
-                    type_name(&k),
-                    format_path(path)
-                )));
+                return Err(invalid_input(
+                    py,
+                    format!(
+                        "dict key of type {} at {}: JSON object keys must be str",
+                        type_name(&k),
+                        format_path(path)
+                    ),
+                ));
             };
             let key: String = ks.extract().map_err(|_| {
-                invalid_input(format!(
-                    "dict key at {} is not valid Unicode (lone surrogate)",
-                    format_path(path)
-                ))
+                invalid_input(
+                    py,
+                    format!(
+                        "dict key at {} is not valid Unicode (lone surrogate)",
+                        format_path(path)
+                    ),
+                )
             })?;
             path.push(Seg::Key(key));
             let value = convert(&v, path)?;
@@ -137,6 +167,7 @@ fn convert(obj: &Bound<'_, PyAny>, path: &mut Vec<Seg>) -> PyResult<Value> {
         return Ok(Value::Object(map));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        check_depth(obj, path)?;
         let mut out = Vec::new();
         for (i, item) in obj.try_iter()?.enumerate() {
             path.push(Seg::Index(i));
@@ -145,11 +176,14 @@ fn convert(obj: &Bound<'_, PyAny>, path: &mut Vec<Seg>) -> PyResult<Value> {
         }
         return Ok(Value::Array(out));
     }
-    Err(invalid_input(format!(
-        "value of type {} at {} cannot be encoded as JSON",
-        type_name(obj),
-        format_path(path)
-    )))
+    Err(invalid_input(
+        py,
+        format!(
+            "value of type {} at {} cannot be encoded as JSON",
+            type_name(obj),
+            format_path(path)
+        ),
+    ))
 }
 
 /// Convert JSON to Python objects (dict, list, str, int, float, bool, None).

@@ -3,6 +3,7 @@ a crash, and nothing already stored is lost."""
 
 from __future__ import annotations
 
+import builtins
 import math
 import sqlite3
 from pathlib import Path
@@ -23,6 +24,7 @@ from mcp_session_store import (
     SessionStoreError,
     Store,
     UnavailableError,
+    _native,
 )
 
 CODES = {
@@ -49,8 +51,30 @@ def test_one_class_per_error_kind_with_stable_code() -> None:
         assert cls.__module__ == "mcp_session_store"
     assert issubclass(SessionStoreError, Exception)
     assert SessionStoreError.code is None
-    # mss.TimeoutError is the store's own class, not the builtin
-    assert mss.TimeoutError is not TimeoutError
+
+
+def test_error_classes_come_from_the_core_list_of_kinds() -> None:
+    """The native table has one class per core error kind, and the package
+    exports each (a kind added to the core without a class fails here)."""
+    table = _native.ERROR_CLASSES
+    assert sorted(table) == sorted(CODES.values())
+    for code, cls in table.items():
+        assert cls.code == code
+        assert getattr(mss, cls.__name__) is cls and cls.__name__ in mss.__all__
+        assert CODES[cls.__name__] == code
+
+
+def test_timeout_error_is_also_the_builtin() -> None:
+    # The package's own class, which is also a builtin TimeoutError.
+    assert mss.TimeoutError is not builtins.TimeoutError
+    assert issubclass(mss.TimeoutError, builtins.TimeoutError)
+    assert issubclass(mss.TimeoutError, SessionStoreError)
+    for catch in (builtins.TimeoutError, SessionStoreError, OSError, mss.TimeoutError):
+        try:
+            raise mss.TimeoutError("the backend did not answer")
+        except catch as err:
+            assert err.code == "timeout"  # type: ignore[union-attr]
+            assert str(err) == "the backend did not answer"
 
 
 async def test_raised_error_kinds(store: Store) -> None:

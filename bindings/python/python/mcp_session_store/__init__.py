@@ -28,13 +28,14 @@ from ._native import (
     Session,
     SessionStoreError,
     StateEntry,
+    SweeperStats,
     TimeoutError,
     UnavailableError,
     encode_json,
     format_event_id,
     parse_event_id,
 )
-from ._store import BlockingStore, BlockingSubscription, Duration, Store, Subscription
+from ._store import BlockingStore, BlockingSubscription, Duration, Store, Subscription, Sweeper
 
 __version__ = CORE_VERSION
 
@@ -58,6 +59,8 @@ __all__ = [
     "StateEntry",
     "Store",
     "Subscription",
+    "Sweeper",
+    "SweeperStats",
     "TimeoutError",
     "UnavailableError",
     "__version__",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 from . import _native
-from ._native import CleanupStats, Event, InvalidInputError, Page, Session, StateEntry
+from ._native import CleanupStats, Event, InvalidInputError, Page, Session, StateEntry, SweeperStats
 
 Duration = Union[int, float, datetime.timedelta]
 """A duration: seconds as `int`/`float`, or a `datetime.timedelta`."""
@@ -53,19 +53,37 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
-def _open_args(
+def _duration_type(value: Optional[Duration], name: str) -> Optional[float]:
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TypeError(
+            f"{name} must be seconds (int or float) or a datetime.timedelta, not {type(value).__name__}"
+        )
+    return value
+
+
+def _int_type(value: Optional[int], name: str) -> Optional[int]:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
+def _open_options(
     ttl: Optional[Duration],
     max_events_per_session: Optional[int],
     max_payload_bytes: Optional[int],
     max_sessions: Optional[int],
     poll_interval: Optional[Duration],
 ) -> dict[str, Any]:
+    """The options of `open`, with their Python types checked (`TypeError`);
+    the native parser shared by every binding checks the values."""
     return {
-        "ttl": _seconds(ttl, "ttl"),
-        "max_events_per_session": _count(max_events_per_session, "max_events_per_session"),
-        "max_payload_bytes": _count(max_payload_bytes, "max_payload_bytes"),
-        "max_sessions": _count(max_sessions, "max_sessions"),
-        "poll_interval": _seconds(poll_interval, "poll_interval"),
+        "ttl": _duration_type(ttl, "ttl"),
+        "max_events_per_session": _int_type(max_events_per_session, "max_events_per_session"),
+        "max_payload_bytes": _int_type(max_payload_bytes, "max_payload_bytes"),
+        "max_sessions": _int_type(max_sessions, "max_sessions"),
+        "poll_interval": _duration_type(poll_interval, "poll_interval"),
     }
 
 
@@ -89,8 +107,51 @@ class _Common:
             "poll_interval": poll,
         }
 
+    def spawn_sweeper(self, interval: Duration) -> Sweeper:
+        """Run `cleanup_expired` every `interval` in the background, on the
+        library's own threads, until `Sweeper.stop()` or until the returned
+        handle is garbage-collected (keep a reference to it). Also a context
+        manager that stops it on exit."""
+        interval_s = _seconds(interval, "interval")
+        if interval_s is None:
+            raise TypeError("interval must be seconds (int or float) or a datetime.timedelta, not None")
+        return Sweeper(self._native.spawn_sweeper(interval_s))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(backend={self.backend!r})"
+
+
+class Sweeper:
+    """A background expiry sweeper from `spawn_sweeper`. It stops on
+    `stop()`, at the end of a `with` block, or when garbage-collected."""
+
+    def __init__(self, native: _native.NativeSweeper) -> None:
+        self._native = native
+
+    @property
+    def stats(self) -> SweeperStats:
+        """Completed runs, sessions removed over all runs, failed runs, and
+        whether it still runs."""
+        return self._native.stats()
+
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+        return self._native.running
+
+    def stop(self) -> bool:
+        """Stop the sweeper (a run already under way may still complete);
+        False if it was already stopped."""
+        return self._native.stop()
+
+    def __enter__(self) -> Sweeper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Sweeper({self.stats!r})"
 
 
 class Subscription:
@@ -164,7 +225,7 @@ class Store(_Common):
     ) -> Store:
         """Open `memory://`, `sqlite://PATH`, … Options left as `None` keep the
         defaults (or the URL's query parameters, which win)."""
-        args = _open_args(ttl, max_events_per_session, max_payload_bytes, max_sessions, poll_interval)
+        args = _open_options(ttl, max_events_per_session, max_payload_bytes, max_sessions, poll_interval)
         native = await _native.NativeStore.open(_str(url, "url"), False, **args)
         return cls(native)
 
@@ -209,9 +270,10 @@ class Store(_Common):
         """Delete the session with its state and events; True if it was live."""
         return await self._native.delete_session(id)
 
-    async def list_sessions(self, after: Optional[str] = None, limit: int = 100) -> Page[Session]:
-        """Live sessions in id order; pass `page.next` as `after` to continue."""
-        return await self._native.list_sessions(after, _int(limit, "limit"))
+    async def list_sessions(self, after: Optional[str] = None, limit: Optional[int] = None) -> Page[Session]:
+        """Live sessions in id order, `limit` a page (default 100); pass
+        `page.next` as `after` to continue."""
+        return await self._native.list_sessions(after, _count(limit, "limit"))
 
     async def count_sessions(self) -> int:
         return await self._native.count_sessions()
@@ -265,17 +327,18 @@ class Store(_Common):
         return await self._native.append_priming(id, stream_id)
 
     async def events_after(
-        self, id: str, stream_id: str, after_seq: int = 0, limit: int = 100
+        self, id: str, stream_id: str, after_seq: int = 0, limit: Optional[int] = None
     ) -> Page[Event]:
-        """Events of `stream_id` after `after_seq` (0 = from the start), oldest first."""
+        """Events of `stream_id` after `after_seq` (0 = from the start), oldest
+        first, `limit` a page (default 100)."""
         return await self._native.events_after(
-            id, stream_id, _int(after_seq, "after_seq"), _int(limit, "limit")
+            id, stream_id, _int(after_seq, "after_seq"), _count(limit, "limit")
         )
 
-    async def replay(self, id: str, last_event_id: str, limit: int = 100) -> Page[Event]:
-        """Events after a wire id (`Last-Event-ID`) on its own stream; a foreign
-        or altered id is `InvalidInputError`."""
-        return await self._native.replay(id, last_event_id, _int(limit, "limit"))
+    async def replay(self, id: str, last_event_id: str, limit: Optional[int] = None) -> Page[Event]:
+        """Events after a wire id (`Last-Event-ID`) on its own stream, `limit`
+        a page (default 100); a foreign or altered id is `InvalidInputError`."""
+        return await self._native.replay(id, last_event_id, _count(limit, "limit"))
 
     async def subscribe(self, id: str, stream_id: str, after_seq: int = 0) -> Subscription:
         """Follow a stream: `async for event in await store.subscribe(...)`."""
@@ -308,7 +371,7 @@ class BlockingStore(_Common):
         poll_interval: Optional[Duration] = None,
     ) -> BlockingStore:
         """Open a store; options as for `Store.open`."""
-        args = _open_args(ttl, max_events_per_session, max_payload_bytes, max_sessions, poll_interval)
+        args = _open_options(ttl, max_events_per_session, max_payload_bytes, max_sessions, poll_interval)
         return cls(_native.NativeStore.open(_str(url, "url"), True, **args))
 
     def asyncio(self) -> Store:
@@ -345,8 +408,8 @@ class BlockingStore(_Common):
     def delete_session(self, id: str) -> bool:
         return self._native.delete_session(id)
 
-    def list_sessions(self, after: Optional[str] = None, limit: int = 100) -> Page[Session]:
-        return self._native.list_sessions(after, _int(limit, "limit"))
+    def list_sessions(self, after: Optional[str] = None, limit: Optional[int] = None) -> Page[Session]:
+        return self._native.list_sessions(after, _count(limit, "limit"))
 
     def count_sessions(self) -> int:
         return self._native.count_sessions()
@@ -389,11 +452,13 @@ class BlockingStore(_Common):
     def append_priming(self, id: str, stream_id: str) -> Event:
         return self._native.append_priming(id, stream_id)
 
-    def events_after(self, id: str, stream_id: str, after_seq: int = 0, limit: int = 100) -> Page[Event]:
-        return self._native.events_after(id, stream_id, _int(after_seq, "after_seq"), _int(limit, "limit"))
+    def events_after(
+        self, id: str, stream_id: str, after_seq: int = 0, limit: Optional[int] = None
+    ) -> Page[Event]:
+        return self._native.events_after(id, stream_id, _int(after_seq, "after_seq"), _count(limit, "limit"))
 
-    def replay(self, id: str, last_event_id: str, limit: int = 100) -> Page[Event]:
-        return self._native.replay(id, last_event_id, _int(limit, "limit"))
+    def replay(self, id: str, last_event_id: str, limit: Optional[int] = None) -> Page[Event]:
+        return self._native.replay(id, last_event_id, _count(limit, "limit"))
 
     def subscribe(self, id: str, stream_id: str, after_seq: int = 0) -> BlockingSubscription:
         return BlockingSubscription(self._native.subscribe(id, stream_id, _int(after_seq, "after_seq")))
