@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::future::Future;
 
-use mss_bridge::runtime::{call_blocking, catch_panic};
+use mss_bridge::runtime::{call_blocking_fast, catch_panic};
 use mss_core::Error;
 
 use crate::status::{mss_error, mss_status, status_of};
@@ -81,8 +81,10 @@ pub(crate) fn in_callback<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Run a store call to completion on the bridge's runtime (a worker thread
-/// with a large stack) and block the calling thread until it is done.
+/// Run a store call to completion and block the calling thread until it is
+/// done: polled once on the caller's thread when it has at least 1 MiB of
+/// stack left (a call that needs no I/O ends there), else and for the rest
+/// on the bridge's runtime (a worker thread with an 8 MiB stack).
 /// Refused with `MSS_INTERNAL` inside a tokio runtime and inside an update
 /// callback.
 pub(crate) fn block_on<F>(future: F) -> FfiResult<F::Output>
@@ -91,7 +93,7 @@ where
     F::Output: Send + 'static,
 {
     check_blocking()?;
-    Ok(call_blocking(future)?)
+    Ok(call_blocking_fast(future)?)
 }
 
 /// `MSS_INTERNAL` where a call must not block: inside a tokio runtime and

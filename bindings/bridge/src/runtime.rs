@@ -123,6 +123,28 @@ where
     runtime.block_on(task).map_err(join_error)
 }
 
+/// [`call_blocking`] with a fast path: the future is first polled once on
+/// the calling thread ([`poll_once`]: only when the thread has at least
+/// [`POLL_ONCE_RED_ZONE`] of stack left), so a call that needs no I/O (most
+/// calls on `memory://`) finishes without a hop to a worker; a call still
+/// pending then finishes on a worker while the caller waits. The caller's
+/// stack never runs the rest of the call, and never any of it when it is
+/// small.
+pub fn call_blocking_fast<F>(future: F) -> Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if Handle::try_current().is_ok() {
+        return call_blocking(future);
+    }
+    let mut future = Box::pin(future);
+    match poll_once(&mut future)? {
+        Some(output) => Ok(output),
+        None => call_blocking(future),
+    }
+}
+
 /// [`call_blocking`] with the future built on the worker thread by `make`,
 /// so even its construction never touches the caller's stack (and the task
 /// stays small whatever the future's size: it is boxed there).
@@ -228,6 +250,49 @@ mod tests {
         })
         .unwrap();
         assert_eq!(name, WORKER_THREAD_NAME);
+    }
+
+    #[test]
+    fn call_blocking_fast_finishes_a_ready_call_on_the_caller() {
+        // A test thread has 2 MiB of stack by default: above the red zone.
+        let caller = std::thread::current().id();
+        let id = call_blocking_fast(async { std::thread::current().id() }).unwrap();
+        assert_eq!(id, caller);
+    }
+
+    #[test]
+    fn call_blocking_fast_finishes_a_pending_call_on_a_worker() {
+        let name = call_blocking_fast(async {
+            tokio::task::yield_now().await;
+            thread_name()
+        })
+        .unwrap();
+        assert_eq!(name, WORKER_THREAD_NAME);
+    }
+
+    #[test]
+    fn call_blocking_fast_never_polls_on_a_small_stack() {
+        let caller = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| {
+                let caller = std::thread::current().id();
+                let ran_on = call_blocking_fast(async { std::thread::current().id() }).unwrap();
+                (caller, ran_on)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_ne!(
+            caller.0, caller.1,
+            "a 256 KiB thread hands the call to a worker"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_fast_call_is_internal() {
+        let e = call_blocking_fast(async { panic!("test panic on the fast path") }).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert!(e.message().contains("test panic on the fast path"));
     }
 
     /// Uses about `depth` * 64 KiB of stack.

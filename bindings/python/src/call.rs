@@ -1,11 +1,15 @@
-//! How a native call runs. Every store call runs on the bridge runtime's
-//! worker threads (8 MiB stacks), never on the caller's thread:
+//! How a native call runs. A call is first polled once on the caller's
+//! thread, but only when that thread has at least 1 MiB of stack left
+//! ([`mss_bridge::runtime::poll_once`]): a call that needs no I/O (most calls
+//! on `memory://`) ends there, without a hop to another thread. Whatever is
+//! left runs on the bridge runtime's worker threads (8 MiB stacks):
 //!
 //! - blocking (`BlockingStore`): the caller releases the GIL and waits for
 //!   the worker ([`mss_bridge::runtime::call_blocking`]);
 //! - asyncio (`Store`): the call returns an `asyncio.Future` at once; the
 //!   worker resolves it on the event loop (pyo3-async-runtimes, set up on
-//!   the bridge runtime by [`init`]).
+//!   the bridge runtime by [`init`]). A call that ended in the first poll
+//!   returns an already-completed awaitable instead.
 //!
 //! A call's future returns a [`CallError`] on failure, turned into the
 //! Python exception only where the GIL is held anyway (a worker never waits
@@ -70,6 +74,20 @@ where
     T: for<'py> IntoPyObject<'py> + Send + 'static,
     E: Into<CallError> + Send + 'static,
 {
+    let mut fut = Box::pin(fut);
+    // The first poll holds the GIL: it never blocks (a pending call returns
+    // at once), and the GIL keeps the Python objects the call reads alive.
+    let first = match mss_bridge::runtime::poll_once(&mut fut) {
+        Ok(first) => first,
+        Err(panicked) => return Err(errors::to_py(py, panicked)),
+    };
+    if let Some(result) = first {
+        let value = Outcome(result.map_err(Into::into)).into_py_any(py)?;
+        if blocking {
+            return Ok(value);
+        }
+        return Ready { value: Some(value) }.into_py_any(py);
+    }
     if blocking {
         let out = py.detach(|| mss_bridge::runtime::call_blocking(fut));
         return Outcome(
@@ -78,8 +96,27 @@ where
         )
         .into_py_any(py);
     }
-    let fut = Guarded(Box::pin(fut));
+    let fut = Guarded(fut);
     Ok(pyo3_async_runtimes::tokio::future_into_py(py, fut)?.unbind())
+}
+
+/// An awaitable whose result is already known: what an asyncio call that
+/// finished in its first poll returns.
+#[pyclass(module = "mcp_session_store._native")]
+struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let value = self.value.take().unwrap_or_else(|| py.None());
+        Err(pyo3::exceptions::PyStopIteration::new_err((value,)))
+    }
 }
 
 /// The result of a call, converted to Python (value or exception) with the
