@@ -1,19 +1,21 @@
 """The core's `tracing` events reach Python's `logging` (logger
 `mcp_session_store`).
 
-The core emits no event yet that a test can trigger on purpose, so these
-tests emit one from the test-only native function `_native._emit_log`; it
-goes through the same layer as the core's events."""
+One test triggers a real event of the core (a sweeper whose cleanup fails
+on a closed store logs a warning); the others emit events from the
+test-only native function `_native._emit_log`, which go through the same
+layer, to check levels, filtering and threads."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 
 import pytest
 
-from mcp_session_store import _native
+from mcp_session_store import Store, _native
 
 pytestmark = pytest.mark.skipif(not _native.LOG_FORWARDING, reason="another tracing subscriber was set first")
 
@@ -68,3 +70,20 @@ def test_emitting_while_holding_the_gil_does_not_block(caplog: pytest.LogCapture
 def test_unknown_level_is_invalid_input() -> None:
     with pytest.raises(_native.InvalidInputError):
         _native._emit_log("loud", "x")
+
+
+async def test_a_failing_sweeper_logs_a_warning(caplog: pytest.LogCaptureFixture, store_url: str) -> None:
+    store = await Store.open(store_url)
+    if store.backend == "memory":
+        await store.close()
+        pytest.skip("memory:// keeps working after close: its sweeper never fails")
+    await store.close()
+    caplog.set_level(logging.WARNING, logger="mcp_session_store")
+    sweeper = store.spawn_sweeper(0.02)
+    try:
+        record = await asyncio.to_thread(_wait_for, caplog, "sweeper: cleanup of expired sessions failed")
+    finally:
+        sweeper.stop()
+    assert record.name == "mcp_session_store" and record.levelno == logging.WARNING
+    assert record.tracing_target.startswith("mcp_session_store::")  # type: ignore[attr-defined]
+    assert "closed" in record.getMessage()
