@@ -5,6 +5,9 @@
 //!   8 MiB stacks. Every store call runs there ([`runtime::call_blocking`],
 //!   [`runtime::call`], [`runtime::spawn`]), never on a caller's or a
 //!   language scheduler's small stack; a panic becomes an `Internal` error.
+//!   [`runtime::call_blocking_fast`] and [`runtime::poll_once`] first poll a
+//!   call once on the caller's thread when it has at least 1 MiB of stack
+//!   left, so a call that needs no I/O does not hop threads.
 //! - [`options`]: [`OpenOptions`], the one parser of the options a store is
 //!   opened with, whatever the language wrote them in.
 //! - [`limits`]: the default page size and the JSON depth limit, from the

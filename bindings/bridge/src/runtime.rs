@@ -14,7 +14,9 @@
 //! - [`spawn`] starts background work (subscription forwarders, drops);
 //! - [`poll_once`] is the one exception: a first poll on the caller's thread,
 //!   only when that thread has [`POLL_ONCE_RED_ZONE`] of stack left, so a
-//!   call that needs no I/O skips the round trip to a worker.
+//!   call that needs no I/O skips the round trip to a worker;
+//!   [`call_blocking_fast`] is [`poll_once`] then [`call_blocking`] (C,
+//!   Python).
 //!
 //! A panic inside a call becomes an [`ErrorKind::Internal`] error;
 //! [`catch_panic`] does the same for synchronous entry points.
